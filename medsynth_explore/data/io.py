@@ -192,8 +192,8 @@ def write_folder(data: ImageSet, path: Any, *, bits: int = 16, overwrite: bool =
                 pil = Image.fromarray(q.transpose(1, 2, 0).astype(np.uint8), mode="RGB")
             pil.save(tmp / name)
             names.append(name)
-        meta = data.metadata.copy()
-        meta.insert(0, "filename", names) if "filename" not in meta.columns else meta.__setitem__("filename", names)
+        meta = data.metadata.drop(columns=["filename"], errors="ignore")
+        meta.insert(0, "filename", names)
         meta.to_csv(tmp / "metadata.csv", index=False)
         (tmp / "provenance.json").write_text(json.dumps(data.provenance, indent=2, default=str))
         if path.exists():
@@ -276,7 +276,9 @@ def read_folder(path: Any, csv: str = "metadata.csv", channels: int | None = Non
         prov.pop("content_hash", None)
     prov.setdefault("source", "folder")
     prov["path"] = str(path)
-    return ImageSet(out, meta.drop(columns=[col]).assign(**{"filename": meta[col].astype(str)}), prov)
+    meta = meta.drop(columns=["filename"] if col != "filename" and "filename" in meta.columns else []).rename(columns={col: "filename"})
+    meta["filename"] = meta["filename"].astype(str)
+    return ImageSet(out, meta, prov)
 
 
 def _pil_to_array(im) -> np.ndarray:
@@ -390,9 +392,10 @@ def _parse_age(value: Any) -> float:
 def read_dicom_folder(path: Any) -> ImageSet:
     """Read every DICOM image in a folder (recursively) with pydicom.
 
-    Pixel values get the modality rescale (slope, intercept), MONOCHROME1
-    images are inverted so that dense tissue is bright, and each image is
-    scaled to [0, 1] by its stored bit depth (``BitsStored``). Metadata:
+    Each image is scaled to [0, 1] by its stored bit depth (``BitsStored``,
+    signed or not), and MONOCHROME1 images are inverted so that dense tissue
+    is bright. The modality rescale (slope, intercept) is recorded in the
+    metadata, not applied: it maps to physical units, which [0, 1] drops. Metadata:
     ``filename``, ``age`` (years, from PatientAge), ``sex`` (from PatientSex),
     ``patient_id``, ``modality``, ``view`` and ``study_uid`` where present.
     """
