@@ -1,0 +1,279 @@
+"""The :class:`Encoder` base class: images in, one feature vector per image out.
+
+A subclass declares what its network expects (channels, input size, per-channel
+normalisation) and implements :meth:`Encoder._forward` on a torch batch. The
+base class does everything else the same way for every encoder:
+
+1. validation of the input with :func:`medsynth_explore.data.as_image_array`
+   (an :class:`~medsynth_explore.data.ImageSet` or an (N, C, H, W) array in [0, 1]);
+2. batching, ``torch.no_grad`` and the progress callback;
+3. channel conversion: a grayscale image fed to a 3-channel network is
+   repeated on the three channels (R = G = B, no colour map); an RGB image fed
+   to a 1-channel network is averaged over its channels;
+4. resizing to :attr:`Encoder.input_size` with bilinear interpolation and
+   antialiasing (``torch.nn.functional.interpolate(mode="bilinear",
+   antialias=True, align_corners=False)``); the resize changes feature
+   statistics and therefore FID, so it is part of :attr:`Encoder.id`;
+5. per-channel normalisation ``(x - mean) / std`` when the subclass sets
+   ``mean`` and ``std``.
+
+:attr:`Encoder.normalisation` states steps 3-5 in words so that a report can
+say exactly how the images were prepared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import CancelledError, FeatureError
+
+__all__ = ["Encoder", "ProgressCallback", "to_image_array", "state_dict_hash", "file_hash"]
+
+#: ``callback(done, total)`` called after each batch; returning ``False`` (or
+#: raising :class:`~medsynth_explore.errors.CancelledError`) stops the work.
+ProgressCallback = Callable[[int, int], Optional[bool]]
+
+
+def to_image_array(images: Any) -> np.ndarray:
+    """Images of an :class:`ImageSet` or an array, checked, as float32 (N, C, H, W).
+
+    Examples
+    --------
+    >>> to_image_array(np.zeros((2, 1, 4, 4))).dtype
+    dtype('float32')
+    """
+    from ..data.imageset import as_image_array
+
+    if hasattr(images, "images") and hasattr(images, "metadata"):
+        images = images.images
+    try:
+        return as_image_array(images)
+    except Exception as exc:  # DataError: re-raise with the encoder context
+        raise FeatureError(f"cannot encode these images: {exc}") from exc
+
+
+def state_dict_hash(module: Any, n_chars: int = 12) -> str:
+    """Short SHA-256 of a torch module's parameters and buffers (names and bytes).
+
+    Examples
+    --------
+    >>> import torch
+    >>> torch.manual_seed(0) and None
+    >>> len(state_dict_hash(torch.nn.Linear(2, 2)))
+    12
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        try:
+            h.update(t.numpy().tobytes())
+        except TypeError:  # dtypes numpy lacks (bfloat16): hash their float32 values
+            h.update(t.float().numpy().tobytes())
+    return h.hexdigest()[:n_chars]
+
+
+def file_hash(path: Any, n_chars: int = 12) -> str:
+    """Short SHA-256 of a file's bytes (read in 1 MiB blocks).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.bin")
+    >>> _ = open(p, "wb").write(b"abc")
+    >>> file_hash(p)
+    'ba7816bf8f01'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n_chars]
+
+
+class Encoder:
+    """Base class of every feature encoder.
+
+    Attributes
+    ----------
+    id : str
+        Unique name of the encoder including its configuration and a hash of
+        its weights; feature caches and reports are keyed by it.
+    input_size : tuple of int or None
+        (H, W) the images are resized to before the network; ``None`` keeps the
+        size they come with.
+    channels : int
+        Channels the network expects (1 or 3).
+    mean, std : tuple of float or None
+        Per-channel normalisation applied after resizing.
+    dim : int
+        Length D of the feature vector.
+    normalisation : str
+        Human-readable statement of the preparation (channels, resize, scaling).
+
+    Subclasses set these attributes in ``__init__`` and implement
+    :meth:`_forward`, which maps a prepared float32 tensor (B, channels, H, W)
+    to a (B, D) tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class MeanEncoder(Encoder):
+    ...     def __init__(self):
+    ...         self.id, self.dim, self.channels, self.input_size = "mean", 1, 1, None
+    ...     def _forward(self, x):
+    ...         return x.mean(dim=(1, 2, 3))[:, None]
+    >>> MeanEncoder().encode(np.full((3, 1, 4, 4), 0.5, np.float32)).ravel().tolist()
+    [0.5, 0.5, 0.5]
+    """
+
+    id: str = "encoder"
+    input_size: Optional[tuple] = None
+    channels: int = 1
+    mean: Optional[Sequence[float]] = None
+    std: Optional[Sequence[float]] = None
+    dim: int = 0
+    device: str = "cpu"
+    default_batch_size: int = 64
+
+    # -- description ------------------------------------------------------------------
+    @property
+    def normalisation(self) -> str:
+        """How images are prepared for this encoder, in words."""
+        parts = []
+        if self.channels == 3:
+            parts.append("grayscale images repeated on 3 channels (R=G=B); RGB images used as they are")
+        else:
+            parts.append("single channel; RGB images averaged over their channels")
+        if self.input_size is None:
+            parts.append("no resize")
+        else:
+            h, w = self.input_size
+            parts.append(f"resized to {h}x{w} with bilinear interpolation and antialiasing (align_corners=False)")
+        if self.mean is None:
+            parts.append("intensities kept in [0, 1]")
+        else:
+            m = ", ".join(f"{v:g}" for v in self.mean)
+            s = ", ".join(f"{v:g}" for v in self.std)
+            parts.append(f"then (x - mean) / std with mean=({m}) and std=({s})")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, dim={self.dim}, input_size={self.input_size})"
+
+    def describe(self) -> dict:
+        """A JSON-ready record of the encoder for report provenance.
+
+        Examples
+        --------
+        >>> from medsynth_explore.features import PixelEncoder
+        >>> sorted(PixelEncoder().describe())
+        ['class', 'dim', 'id', 'input_size', 'normalisation']
+        """
+        return {
+            "id": self.id,
+            "class": type(self).__name__,
+            "dim": int(self.dim),
+            "input_size": list(self.input_size) if self.input_size is not None else None,
+            "normalisation": self.normalisation,
+        }
+
+    # -- work -----------------------------------------------------------------------------
+    def _forward(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement _forward(batch_tensor).")
+
+    def prepare(self, batch: Any):
+        """Channel conversion, resize and normalisation of a batch (torch tensor out).
+
+        Parameters
+        ----------
+        batch : array-like or torch.Tensor, shape (B, C, H, W), values in [0, 1]
+
+        Examples
+        --------
+        >>> from medsynth_explore.features import PixelEncoder
+        >>> tuple(PixelEncoder(size=4).prepare(np.zeros((2, 3, 8, 8), np.float32)).shape)
+        (2, 1, 4, 4)
+        """
+        import torch
+        import torch.nn.functional as F
+
+        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+        x = x.to(device=self.device, dtype=torch.float32)
+        c = x.shape[1]
+        if c != self.channels:
+            if c == 1 and self.channels == 3:
+                x = x.expand(-1, 3, -1, -1)
+            elif c == 3 and self.channels == 1:
+                x = x.mean(dim=1, keepdim=True)
+            else:
+                raise FeatureError(
+                    f"{type(self).__name__} expects 1 or 3 channel images it can convert to {self.channels}; got {c} channels."
+                )
+        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        if self.mean is not None:
+            mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return x.contiguous()
+
+    def encode(self, images: Any, batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> np.ndarray:
+        """Features of ``images``, one row per image.
+
+        Parameters
+        ----------
+        images : ImageSet or array-like, shape (N, C, H, W), values in [0, 1]
+        batch_size : int, optional
+            Images per forward pass (default :attr:`default_batch_size`).
+        callback : callable, optional
+            ``callback(done, total)`` after each batch; return ``False`` to cancel.
+
+        Returns
+        -------
+        numpy.ndarray, float32, shape (N, D)
+
+        Raises
+        ------
+        FeatureError
+            Input that is not a valid image array.
+        CancelledError
+            When the callback asks to stop.
+
+        Examples
+        --------
+        >>> from medsynth_explore.features import PixelEncoder
+        >>> PixelEncoder(size=8).encode(np.zeros((5, 1, 32, 32), np.float32)).shape
+        (5, 64)
+        """
+        import torch
+
+        arr = to_image_array(images)
+        n = len(arr)
+        bs = int(batch_size or self.default_batch_size)
+        if bs < 1:
+            raise FeatureError(f"batch_size must be at least 1, got {batch_size}.")
+        out = np.empty((n, self.dim), dtype=np.float32)
+        module = getattr(self, "model", None)
+        if module is not None and hasattr(module, "eval"):
+            module.eval()
+        with torch.no_grad():
+            for start in range(0, n, bs):
+                x = self.prepare(arr[start : start + bs])
+                y = self._forward(x)
+                y = y.reshape(len(x), -1).detach().float().cpu().numpy()
+                if y.shape[1] != self.dim:
+                    raise FeatureError(f"{type(self).__name__} produced {y.shape[1]} features, declared dim={self.dim}.")
+                out[start : start + len(x)] = y
+                if callback is not None and callback(min(start + bs, n), n) is False:
+                    raise CancelledError(f"encoding cancelled after {min(start + bs, n)} of {n} images.")
+        if not np.isfinite(out).all():
+            raise FeatureError(f"{self.id} produced NaN or infinite features; check the weights and input.")
+        return out
+
+    __call__ = encode

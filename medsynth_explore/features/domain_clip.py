@@ -1,0 +1,464 @@
+"""A small CLIP trained on PhantomCXR image-report pairs (the "domain CLIP").
+
+The model is an :class:`open_clip.CLIP` built from a custom configuration: a
+small ViT image tower for 64x64 grayscale radiographs (the channel is repeated
+to three) and a small causal text transformer. Text is split with open_clip's
+:class:`~open_clip.tokenizer.SimpleTokenizer` (its BPE vocabulary ships inside
+the package) and the BPE ids are then mapped onto a compact vocabulary made of
+the tokens seen in the training reports. A BPE token never seen in training
+maps to one shared "unknown" id: its embedding would otherwise be untrained
+noise, so the compact table is both smaller and more honest.
+
+The shipped checkpoint ``assets/phantomcxr-clip.safetensors`` serves as
+
+* the default feature encoder of the metrics (:class:`DomainCLIPEncoder`,
+  registry name ``"phantomcxr-clip"``),
+* the text encoder of the shipped diffusion model, and
+* the CLIPScore model.
+
+Examples
+--------
+>>> clip = DomainCLIP.from_config(tiny_config(), vocab_texts=["no acute findings"], seed=0)
+>>> clip.encode_text(["no acute findings"]).shape
+(1, 16)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import CancelledError, CheckpointError, ConditionError, DataError, FeatureError
+
+__all__ = [
+    "CLIPConfig",
+    "DEFAULT_CLIP_PATH",
+    "DomainCLIP",
+    "DomainCLIPEncoder",
+    "ReportTokenizer",
+    "default_config",
+    "encode_text",
+    "evaluate_clip",
+    "load_domain_clip",
+    "tiny_config",
+    "train_clip",
+]
+
+DEFAULT_CLIP_PATH = Path(__file__).resolve().parent.parent / "assets" / "phantomcxr-clip.safetensors"
+
+# compact vocabulary: fixed special ids, then the BPE tokens seen in training
+PAD_ID, UNK_ID, SOT_ID, EOT_ID = 0, 1, 2, 3
+N_SPECIAL = 4
+
+
+@dataclass
+class CLIPConfig:
+    """Architecture of a domain CLIP.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Size of the joint image-text embedding.
+    image_size, patch_size, vision_width, vision_layers, vision_head_width : int
+        ViT image tower. Input images are resized to ``image_size``.
+    context_length, text_width, text_heads, text_layers : int
+        Causal text transformer. Prompts longer than ``context_length`` tokens
+        (start and end tokens included) are refused.
+    """
+
+    embed_dim: int = 128
+    image_size: int = 64
+    patch_size: int = 8
+    vision_width: int = 128
+    vision_layers: int = 4
+    vision_head_width: int = 32
+    context_length: int = 64
+    text_width: int = 128
+    text_heads: int = 4
+    text_layers: int = 3
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CLIPConfig":
+        known = {k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def default_config() -> CLIPConfig:
+    """Configuration of the shipped model (about 1.5 M parameters).
+
+    Examples
+    --------
+    >>> default_config().context_length
+    64
+    """
+    return CLIPConfig()
+
+
+def tiny_config() -> CLIPConfig:
+    """A very small configuration for tests and doctests.
+
+    Examples
+    --------
+    >>> tiny_config().embed_dim
+    16
+    """
+    return CLIPConfig(embed_dim=16, image_size=32, patch_size=8, vision_width=32, vision_layers=1,
+                      vision_head_width=16, context_length=32, text_width=32, text_heads=2, text_layers=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# tokenizer
+# ----------------------------------------------------------------------------------------------
+_BPE = None
+
+
+def _bpe():
+    global _BPE
+    if _BPE is None:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        _BPE = SimpleTokenizer()
+    return _BPE
+
+
+class ReportTokenizer:
+    """open_clip BPE tokenisation mapped onto a compact vocabulary.
+
+    Parameters
+    ----------
+    bpe_ids : sequence of int
+        The open_clip BPE ids kept, in compact-id order (compact id =
+        position + 4; ids 0-3 are padding, unknown, start and end).
+    context_length : int
+        Number of positions of the text transformer.
+
+    Examples
+    --------
+    >>> tok = ReportTokenizer.fit(["small left pleural effusion"], context_length=16)
+    >>> ids = tok(["small left pleural effusion", "large effusion"])
+    >>> ids.shape, int(ids[0, 0]), int((ids[1] == UNK_ID).sum())
+    ((2, 16), 2, 1)
+    >>> tok(["word " * 40])
+    Traceback (most recent call last):
+    ...
+    medsynth_explore.errors.ConditionError: prompt 0 is 42 tokens long but the text model reads at most 16 ...
+    """
+
+    def __init__(self, bpe_ids: Sequence[int], context_length: int):
+        self.bpe_ids = np.asarray(list(bpe_ids), dtype=np.int64)
+        self.context_length = int(context_length)
+        self._map = {int(b): i + N_SPECIAL for i, b in enumerate(self.bpe_ids)}
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], context_length: int = 64) -> "ReportTokenizer":
+        """Build the compact vocabulary from the BPE tokens of ``texts``."""
+        seen: dict[int, None] = {}
+        for t in texts:
+            for b in _bpe().encode(str(t)):
+                seen.setdefault(int(b), None)
+        return cls(sorted(seen), context_length)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of rows of the token embedding."""
+        return N_SPECIAL + len(self.bpe_ids)
+
+    def token_ids(self, text: str) -> list[int]:
+        """Compact ids of one text, without start and end tokens."""
+        return [self._map.get(int(b), UNK_ID) for b in _bpe().encode(str(text))]
+
+    def __call__(self, texts: str | Sequence[str], truncate: bool = False):
+        """Token id tensor of shape (N, context_length).
+
+        Parameters
+        ----------
+        texts : str or sequence of str
+        truncate : bool
+            If False (default) a prompt longer than the context raises
+            :class:`ConditionError`; if True it is clamped with a warning.
+        """
+        import torch
+
+        if isinstance(texts, str):
+            texts = [texts]
+        out = torch.full((len(texts), self.context_length), PAD_ID, dtype=torch.long)
+        for i, t in enumerate(texts):
+            if t is None or (isinstance(t, float) and math.isnan(t)):
+                t = ""
+            ids = [SOT_ID, *self.token_ids(t), EOT_ID]
+            if len(ids) > self.context_length:
+                if not truncate:
+                    raise ConditionError(
+                        f"prompt {i} is {len(ids)} tokens long but the text model reads at most "
+                        f"{self.context_length} (start and end tokens included); shorten it, "
+                        "or pass truncate=True to clamp it."
+                    )
+                warnings.warn(
+                    f"prompt {i} has {len(ids)} tokens; clamped to the context length {self.context_length}.",
+                    stacklevel=2,
+                )
+                ids = ids[: self.context_length - 1] + [EOT_ID]
+            out[i, : len(ids)] = torch.tensor(ids)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# model
+# ----------------------------------------------------------------------------------------------
+def _build_open_clip(cfg: CLIPConfig, vocab_size: int):
+    import open_clip
+
+    vision = open_clip.CLIPVisionCfg(
+        layers=cfg.vision_layers,
+        width=cfg.vision_width,
+        head_width=cfg.vision_head_width,
+        patch_size=cfg.patch_size,
+        image_size=cfg.image_size,
+    )
+    text = open_clip.CLIPTextCfg(
+        context_length=cfg.context_length,
+        vocab_size=vocab_size,
+        width=cfg.text_width,
+        heads=cfg.text_heads,
+        layers=cfg.text_layers,
+        pool_type="eos",
+        eos_id=EOT_ID,
+        pad_id=PAD_ID,
+    )
+    return open_clip.CLIP(cfg.embed_dim, vision, text)
+
+
+class DomainCLIP:
+    """An open_clip model plus its compact tokenizer and model card.
+
+    Use :func:`load_domain_clip` to get the shipped model and :func:`train_clip`
+    to train a new one.
+
+    Attributes
+    ----------
+    model : open_clip.CLIP
+    tokenizer : ReportTokenizer
+    config : CLIPConfig
+    card : dict
+    """
+
+    # grayscale radiograph -> three identical channels, then this normalisation
+    mean = 0.5
+    std = 0.5
+
+    def __init__(self, model, tokenizer: ReportTokenizer, config: CLIPConfig, card: dict | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.card = dict(card or {})
+
+    @classmethod
+    def from_config(cls, config: CLIPConfig, vocab_texts: Iterable[str], seed: int = 0) -> "DomainCLIP":
+        """A freshly initialised (untrained) model; the vocabulary comes from ``vocab_texts``."""
+        import torch
+
+        tok = ReportTokenizer.fit(vocab_texts, config.context_length)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _build_open_clip(config, tok.vocab_size)
+        return cls(model, tok, config)
+
+    @property
+    def dim(self) -> int:
+        """Size of the joint embedding."""
+        return self.config.embed_dim
+
+    # -- preprocessing -----------------------------------------------------------------------
+    def preprocess(self, images):
+        """(N, C, H, W) float images in [0, 1] -> normalised (N, 3, S, S) torch tensor."""
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32)) if not torch.is_tensor(images) else images.float()
+        if x.ndim != 4:
+            raise FeatureError(f"images must have shape (N, C, H, W); got {tuple(x.shape)}.")
+        if x.shape[1] == 3:
+            x = x.mean(1, keepdim=True)
+        elif x.shape[1] != 1:
+            raise FeatureError(f"the domain CLIP reads 1- or 3-channel images; got {x.shape[1]} channels.")
+        s = self.config.image_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        x = (x - self.mean) / self.std
+        return x.expand(-1, 3, -1, -1).contiguous()
+
+    # -- encoders ----------------------------------------------------------------------------
+    def encode_image(self, images, batch_size: int = 256, normalize: bool = True) -> np.ndarray:
+        """Image embeddings, (N, embed_dim) float32 (unit length if ``normalize``).
+
+        Examples
+        --------
+        >>> clip = DomainCLIP.from_config(tiny_config(), ["x"], seed=0)
+        >>> clip.encode_image(np.zeros((3, 1, 64, 64), np.float32)).shape
+        (3, 16)
+        """
+        import torch
+
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                x = self.preprocess(images[i : i + batch_size])
+                outs.append(self.model.encode_image(x, normalize=normalize).float().numpy())
+        if not outs:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(outs).astype(np.float32)
+
+    def encode_text(self, texts: str | Sequence[str], normalize: bool = True, truncate: bool = False) -> np.ndarray:
+        """Text embeddings, (N, embed_dim) float32 (unit length if ``normalize``).
+
+        Raises
+        ------
+        ConditionError
+            If a prompt is longer than the context length and ``truncate`` is False.
+        """
+        import torch
+
+        ids = self.tokenizer(texts, truncate=truncate)
+        with torch.no_grad():
+            z = self.model.encode_text(ids, normalize=normalize)
+        return z.float().numpy().astype(np.float32)
+
+    def text_states(self, texts: str | Sequence[str], truncate: bool = False):
+        """Per-token hidden states and pooled embedding (torch, no grad).
+
+        Returns
+        -------
+        tokens : torch.Tensor, (N, context_length, text_width)
+            Final-layer-norm output of every position.
+        pooled : torch.Tensor, (N, embed_dim)
+            Unit-length text embedding.
+        mask : torch.Tensor, (N, context_length) bool
+            True on real tokens (start to end token).
+        """
+        import torch
+
+        ids = self.tokenizer(texts, truncate=truncate)
+        m = self.model
+        with torch.no_grad():
+            x = m.token_embedding(ids) + m.positional_embedding
+            x = m.transformer(x, attn_mask=m.attn_mask)
+            x = m.ln_final(x)
+            eot = (ids == EOT_ID).int().argmax(-1)
+            pooled = x[torch.arange(len(ids)), eot] @ m.text_projection
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        mask = torch.arange(ids.shape[1])[None] <= eot[:, None]
+        return x, pooled, mask
+
+    def similarity(self, images, texts: Sequence[str]) -> np.ndarray:
+        """Cosine similarity matrix (N_images, N_texts)."""
+        return self.encode_image(images) @ self.encode_text(texts).T
+
+    # -- persistence -------------------------------------------------------------------------
+    def state_tensors(self, fp16: bool = True) -> dict:
+        """Flat name -> tensor dict for a safetensors file (weights in fp16 by default)."""
+        import torch
+
+        out = {}
+        for k, v in self.model.state_dict().items():
+            v = v.detach().cpu()
+            if fp16 and v.is_floating_point():
+                v = v.half()
+            out[f"model.{k}"] = v.contiguous()
+        out["tokenizer.bpe_ids"] = torch.as_tensor(self.tokenizer.bpe_ids, dtype=torch.int64)
+        return out
+
+    def save(self, path, card: dict | None = None) -> str:
+        """Write one safetensors checkpoint with its card; returns its sha256."""
+        from ..checkpoint import save_checkpoint
+
+        card = dict(card or self.card)
+        card.setdefault("name", "phantomcxr-clip")
+        card["family"] = "clip"
+        card["architecture"] = {"type": "open_clip.CLIP", **asdict(self.config),
+                                "vocab_size": self.tokenizer.vocab_size, "tokenizer": "open_clip SimpleTokenizer BPE mapped to a compact vocabulary"}
+        self.card = card
+        return save_checkpoint(path, self.state_tensors(), card)
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, card: dict) -> "DomainCLIP":
+        """Rebuild from a checkpoint's tensors and card."""
+        import torch
+
+        arch = card.get("architecture") or {}
+        try:
+            cfg = CLIPConfig.from_dict(arch)
+            bpe_ids = np.asarray(tensors["tokenizer.bpe_ids"]).astype(np.int64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"this is not a domain-CLIP checkpoint (missing {exc}); train one with train_clip().") from exc
+        tok = ReportTokenizer(bpe_ids, cfg.context_length)
+        model = _build_open_clip(cfg, tok.vocab_size)
+        state = {k[len("model."):]: torch.as_tensor(np.asarray(v)).float() if np.asarray(v).dtype.kind == "f" else torch.as_tensor(np.asarray(v))
+                 for k, v in tensors.items() if k.startswith("model.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"domain-CLIP checkpoint does not match its card: missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}."
+            )
+        return cls(model, tok, cfg, card)
+
+
+_LOADED: dict[str, DomainCLIP] = {}
+
+
+def load_domain_clip(path: str | Path | None = None) -> DomainCLIP:
+    """Load a domain CLIP checkpoint (the shipped one when ``path`` is None).
+
+    Loaded models are cached per resolved path.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing or is not a domain-CLIP checkpoint.
+
+    Examples
+    --------
+    >>> clip = load_domain_clip()  # doctest: +SKIP
+    >>> clip.encode_text(["right pleural effusion"]).shape  # doctest: +SKIP
+    (1, 128)
+    """
+    p = Path(path) if path is not None else DEFAULT_CLIP_PATH
+    key = str(p.resolve())
+    if key in _LOADED:
+        return _LOADED[key]
+    if not p.exists():
+        raise CheckpointError(
+            f"domain-CLIP checkpoint {p} not found. The shipped one lives at {DEFAULT_CLIP_PATH}; "
+            "reinstall the package or train one with `medsynth train --model clip --data DIR --out FILE`."
+        )
+    from ..checkpoint import load_checkpoint
+
+    ck = load_checkpoint(p)
+    fam = (ck.card or {}).get("family")
+    if fam != "clip":
+        raise CheckpointError(f"{p} is a {fam!r} checkpoint, not a domain CLIP (family 'clip').")
+    clip = DomainCLIP.from_tensors(ck.tensors, ck.card)
+    _LOADED[key] = clip
+    return clip
+
+
+def encode_text(texts: str | Sequence[str], path: str | Path | None = None, truncate: bool = False) -> np.ndarray:
+    """Unit-length text embeddings (N, D) from the domain CLIP.
+
+    Raises
+    ------
+    ConditionError
+        If a prompt is longer than the context length (64 tokens for the
+        shipped model) and ``truncate`` is False.
+
+    Examples
+    --------
+    >>> encode_text(["left pleural effusion", "no acute findings"]).shape  # doctest: +SKIP
+    (2, 128)
+    """
+    return load_domain_clip(path).encode_text(texts, truncate=truncate)
