@@ -1,0 +1,205 @@
+"""Shared pieces of the Explorer panels: base class, errors in words, images as PNG, styling.
+
+Panels are thin views: they read and change a :class:`~medsynth_explore.session.Session`
+and run long work on a :class:`~medsynth_explore.jobs.JobRunner`. Nothing here
+computes results a test could not reach from Python.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import traceback
+from typing import Any, Callable
+
+import ipywidgets as W
+import numpy as np
+
+from ..errors import CancelledError, MedsynthError
+from ..jobs import Job, JobRunner
+
+__all__ = ["BasePanel", "png_bytes", "image_widget", "thumb_grid", "COLORS", "LAYOUT_WIDTH", "html_table"]
+
+#: One palette for every panel: real data, then generators in load order.
+COLORS = {"real": "#4C78A8", "synthetic": "#F58518", "worst": "#E45756", "ok": "#54A24B", "muted": "#9D9D9D"}
+SERIES = ("#F58518", "#54A24B", "#B279A2", "#72B7B2", "#EECA3B", "#FF9DA6")
+LAYOUT_WIDTH = "100%"
+CSS = """
+<style>
+.msx-panel { font-size: 13px; }
+.msx-caption { color: #555; font-size: 12px; line-height: 1.3; }
+.msx-error { color: #b00020; background: #fdecea; border-left: 4px solid #b00020; padding: 6px 10px; margin: 4px 0; }
+.msx-table { border-collapse: collapse; font-size: 12px; }
+.msx-table th, .msx-table td { padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+.msx-table th:first-child, .msx-table td:first-child { text-align: left; }
+.msx-metric { display: inline-block; min-width: 120px; margin: 4px 10px 4px 0; }
+.msx-metric b { font-size: 20px; display: block; }
+</style>
+"""
+
+
+def png_bytes(image: Any, scale: int = 1, vmin: float = 0.0, vmax: float = 1.0, cmap: str | None = None) -> bytes:
+    """PNG bytes of one image (C, H, W) or (H, W) in [vmin, vmax], optionally upscaled by ``scale``.
+
+    ``cmap="diverging"`` maps [-1, 1] to blue-white-red (for difference images).
+
+    Examples
+    --------
+    >>> png_bytes(np.zeros((1, 4, 4)))[:4]
+    b'\\x89PNG'
+    """
+    from PIL import Image
+
+    a = np.asarray(image, np.float32)
+    if a.ndim == 3:
+        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+    if cmap == "diverging":
+        t = np.clip(a, -1, 1)
+        rgb = np.stack([1 - np.clip(-t, 0, 1), 1 - np.abs(t), 1 - np.clip(t, 0, 1)], -1)
+        img = Image.fromarray((rgb * 255).round().astype(np.uint8), "RGB")
+    else:
+        t = np.clip((a - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+        img = Image.fromarray((t * 255).round().astype(np.uint8))
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def image_widget(image: Any, width: int = 128, **kw: Any) -> W.Image:
+    """An ``ipywidgets.Image`` showing ``image`` at ``width`` pixels."""
+    return W.Image(value=png_bytes(image, **kw), format="png", layout=W.Layout(width=f"{width}px", height=f"{width}px"))
+
+
+def thumb_grid(images: np.ndarray, captions: list[str] | None = None, width: int = 112, columns: int = 8) -> W.GridBox:
+    """A grid of thumbnails with an optional caption (HTML allowed) under each."""
+    cells = []
+    for i, im in enumerate(images):
+        cap = W.HTML(f"<div class='msx-caption'>{captions[i]}</div>") if captions else None
+        cells.append(W.VBox([image_widget(im, width)] + ([cap] if cap else []), layout=W.Layout(width=f"{width + 8}px")))
+    return W.GridBox(cells, layout=W.Layout(grid_template_columns=f"repeat({columns}, {width + 12}px)", grid_gap="6px"))
+
+
+def html_table(df, float_format: str = "{:.3g}") -> str:
+    """A compact HTML table of a DataFrame in the panels' style."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for _, r in df.iterrows():
+        cells = []
+        for v in r.tolist():
+            if isinstance(v, (float, np.floating)):
+                cells.append(f"<td>{float_format.format(v)}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(v))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='msx-table'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+class BasePanel(W.VBox):
+    """Base class of every Explorer panel: a VBox over a session.
+
+    Parameters
+    ----------
+    session : Session
+    runner : JobRunner, optional
+        Where long work runs; a panel made by the app shares the app's runner.
+        Pass ``JobRunner(synchronous=True)`` in tests and scripts.
+
+    Attributes
+    ----------
+    error : ipywidgets.HTML
+        Shows what went wrong, in words; empty when all is well.
+    progress : ipywidgets.FloatProgress
+        Progress of the panel's current job (hidden when idle).
+    status : ipywidgets.HTML
+        One line of what the panel is doing or did.
+    last_error : str or None
+        The text last shown in :attr:`error` (for tests).
+    """
+
+    title = "Panel"
+    lane = "panel"
+
+    def __init__(self, session: Any, runner: JobRunner | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.session = session
+        self.runner = runner or JobRunner()
+        self.error = W.HTML("")
+        self.status = W.HTML("", layout=W.Layout(min_height="18px"))
+        self.progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="240px", visibility="hidden"))
+        self.cancel_button = W.Button(description="Cancel", icon="stop", layout=W.Layout(width="90px", visibility="hidden"))
+        self.cancel_button.on_click(lambda _b: self.runner.cancel(self.lane))
+        self.last_error: str | None = None
+        self.add_class("msx-panel")
+
+    # ------------------------------------------------------------------ errors
+    def show_error(self, exc: BaseException | str | None) -> None:
+        """Show an error in words inside the panel (None clears it)."""
+        if exc is None:
+            self.last_error = None
+            self.error.value = ""
+            return
+        if isinstance(exc, MedsynthError) or isinstance(exc, str):
+            text = str(exc)
+        else:  # an unexpected failure: say what it was, keep the details at hand
+            text = f"{type(exc).__name__}: {exc}"
+            details = html.escape("".join(traceback.format_exception(exc))[-3000:])
+            text_html = f"<details><summary>{html.escape(text)}</summary><pre>{details}</pre></details>"
+            self.last_error = text
+            self.error.value = f"<div class='msx-error'>{text_html}</div>"
+            return
+        self.last_error = text
+        self.error.value = f"<div class='msx-error'>{html.escape(text)}</div>"
+
+    def guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a widget callback so that any error shows in the panel instead of escaping."""
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                self.show_error(None)
+                return fn(*args, **kwargs)
+            except Exception as exc:  # shown to the user in words
+                self.show_error(exc)
+                return None
+
+        return wrapped
+
+    # ------------------------------------------------------------------ jobs
+    def run_job(self, work: Callable[[Job], Any], done: Callable[[Any], None], label: str = "working") -> Job:
+        """Run ``work(job)`` in the background with progress, Cancel and errors shown in the panel.
+
+        ``done(result)`` runs when the work succeeds. A newer call supersedes
+        the one still running in this panel.
+        """
+        self.show_error(None)
+        self.status.value = f"<span class='msx-caption'>{html.escape(label)}…</span>"
+        self.progress.value = 0
+        self.progress.layout.visibility = "visible"
+        self.cancel_button.layout.visibility = "visible"
+
+        def on_progress(job: Job) -> None:
+            self.progress.value = job.fraction
+
+        def on_done(job: Job, result: Any, error: BaseException | None) -> None:
+            if self.runner.current(self.lane) not in (None, job):
+                return  # superseded: the newer job owns the display
+            self.progress.layout.visibility = "hidden"
+            self.cancel_button.layout.visibility = "hidden"
+            if isinstance(error, CancelledError):
+                self.status.value = "<span class='msx-caption'>cancelled</span>"
+                return
+            if error is not None:
+                self.status.value = ""
+                self.show_error(error)
+                return
+            try:
+                done(result)
+            except Exception as exc:  # rendering failed: say so in the panel
+                self.show_error(exc)
+
+        return self.runner.submit(self.lane, work, on_progress=on_progress, on_done=on_done)
+
+    def job_bar(self) -> W.HBox:
+        """Progress bar, Cancel button and status line, to place in a panel's layout."""
+        return W.HBox([self.progress, self.cancel_button, self.status], layout=W.Layout(align_items="center"))
