@@ -1,0 +1,771 @@
+"""Export synthetic data sets with provenance, and verify them.
+
+:func:`export` samples a generator shard by shard (locally or on Dask
+workers) into a folder::
+
+    out/
+      images/000000.png ...        16-bit grey PNG (8-bit RGB for colour models),
+                                   each labelled AI-generated in PNG text chunks
+      shards/shard-00000.npz ...   optional (npz=True): uint16 images + image index
+      metadata.csv                 one row per image, "filename" column first
+      metadata.parquet             the same table
+      manifest.json                generator SHA-256 and card, sampler settings,
+                                   per-shard seeds, package version, every file
+                                   with its SHA-256 and size, counts
+
+:func:`medsynth_explore.data.load_dataset` reads the folder back and
+:func:`verify` checks it against its manifest.
+
+Robustness: every file is written to a temporary name and renamed into
+place. A shard counts as complete once a record of it (with the hashes of
+its files) has been written, after all its files are in place; an
+interrupted export run again with the same settings skips complete shards.
+The manifest, written last, marks a finished export.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import CancelledError, DataError, MedsynthError
+from .scale import (
+    DEFAULT_SHARD_SIZE,
+    _check_int,
+    _ClientScope,
+    _remote_ref,
+    conditions_table,
+    plan_shards,
+    resolve_generator,
+    run_shards,
+    sample_shard,
+    shard_conditions,
+    shard_seed,
+)
+
+__all__ = ["export", "verify", "VerifyResult", "read_manifest", "read_shard", "read_png_labels", "DIGITAL_SOURCE_TYPE"]
+
+FORMAT = "medsynth-synthetic-dataset"
+FORMAT_VERSION = 1
+#: IPTC digital source type of images made by a trained model.
+DIGITAL_SOURCE_TYPE = "trainedAlgorithmicMedia"
+DIGITAL_SOURCE_TYPE_URI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+PROGRESS_DIR = ".progress"
+MANIFEST = "manifest.json"
+_TMP_SUFFIX = ".tmp"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+ProgressCallback = Callable[[int, int], Any]
+
+
+# --------------------------------------------------------------------------- small helpers
+def _package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("medsynth-explore")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        from . import __version__
+
+        return __version__
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain-JSON version of a metadata value (numpy scalars, NaN -> None, containers)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date)):
+        return value.isoformat()
+    return str(value)
+
+
+def _dumps(obj: Any, **kw: Any) -> str:
+    return json.dumps(_jsonable(obj), sort_keys=True, allow_nan=False, **kw)
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, then rename it onto ``path``."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def _remove_temporaries(out: Path) -> None:
+    for p in out.rglob(f".*{_TMP_SUFFIX}"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An ``.npz`` (zip of ``.npy``) with fixed timestamps, so equal arrays give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- PNG labelling
+def _png_bytes(image: np.ndarray, text: Mapping[str, str]) -> tuple[bytes, int]:
+    """Encode one (C, H, W) image in [0, 1] as PNG with text chunks; returns bytes and bit depth."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        if key == "XML:com.adobe.xmp" or not value.isascii():
+            info.add_itxt(key, value)
+        else:
+            info.add_text(key, value)
+    if image.shape[0] == 1:
+        pil, bits = Image.fromarray(np.rint(image[0] * 65535.0).astype(np.uint16)), 16
+    elif image.shape[0] == 3:
+        pil, bits = Image.fromarray(np.rint(image.transpose(1, 2, 0) * 255.0).astype(np.uint8), mode="RGB"), 8
+    else:
+        raise DataError(f"can only write 1- or 3-channel images as PNG; the generator made {image.shape[0]} channels.")
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", pnginfo=info, compress_level=6)
+    return buf.getvalue(), bits
+
+
+def _xmp_packet(generator_name: str) -> str:
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" '
+        'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        f'Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE_URI}">'
+        f"<dc:description>Synthetic image made by the generative model {_xml_escape(generator_name)}; "
+        "it shows no real patient.</dc:description>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+
+
+def _xml_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def read_png_labels(path: Any) -> dict:
+    """The text chunks of a PNG (where :func:`export` stores the AI label and provenance).
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    dict
+        Keyword -> text, e.g. ``ai_generated``, ``DigitalSourceType``,
+        ``generator``, ``checkpoint_sha256``, ``seed``, ``conditions``.
+
+    Raises
+    ------
+    DataError
+        When the file cannot be read as PNG.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.png"
+    >>> _ = p.write_bytes(_png_bytes(np.zeros((1, 4, 4), np.float32), {"ai_generated": "true"})[0])
+    >>> read_png_labels(p)["ai_generated"]
+    'true'
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return {str(k): v for k, v in im.info.items() if isinstance(v, str)}
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read PNG {str(path)!r}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- the shard task
+def _write_shard(gen_ref: Any, out: str, token: str, k: int, start: int, count: int, seed: int,
+                 conditions: Any, settings: Mapping[str, Any]) -> dict:
+    """Sample shard ``k``, write its files, then its completion record. Runs on a worker."""
+    folder = Path(out)
+    progress = folder / PROGRESS_DIR
+    try:
+        plan = json.loads((progress / "plan.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"the export folder {out!r} is not visible from this worker ({exc}); "
+            "workers must write to a file system they share with the client (e.g. an NFS/Lustre path)."
+        ) from exc
+    if plan.get("token") != token:
+        raise DataError(f"the export folder {out!r} was changed by another export while this one ran; run again.")
+    gen = resolve_generator(gen_ref)
+    ims = sample_shard(gen, count, seed, conditions, settings.get("prompt"), settings.get("steps"), settings.get("guidance"))
+    width = int(settings["name_width"])
+    gen_name = str(getattr(gen, "name", "generator"))
+    files: dict[str, dict] = {}
+    rows, bits_seen = [], set()
+    meta = ims.metadata.reset_index(drop=True)
+    sampler = _dumps({"steps": settings.get("steps"), "guidance": settings.get("guidance"), "prompt": settings.get("prompt")})
+    xmp = _xmp_packet(gen_name)
+    for i in range(count):
+        index = start + i
+        name = f"images/{index:0{width}d}.png"
+        row = {str(c): _jsonable(v) for c, v in meta.iloc[i].items()} if meta.shape[1] else {}
+        requested = conditions if isinstance(conditions, Mapping) else (
+            {str(c): _jsonable(v) for c, v in conditions.iloc[i].items()} if isinstance(conditions, pd.DataFrame) else None
+        )
+        text = {
+            "ai_generated": "true",
+            "DigitalSourceType": DIGITAL_SOURCE_TYPE,
+            "DigitalSourceTypeURI": DIGITAL_SOURCE_TYPE_URI,
+            "Software": f"medsynth-explore {settings['package_version']}",
+            "Description": f"Synthetic image made by the generative model {gen_name}; it shows no real patient.",
+            "generator": gen_name,
+            "checkpoint_sha256": str(settings["checkpoint_sha256"]),
+            "seed": str(seed),
+            "export_seed": str(settings["seed"]),
+            "shard": str(k),
+            "index": str(index),
+            "index_in_shard": str(i),
+            "conditions": _dumps(requested if requested is not None else {}),
+            "metadata": _dumps(row),
+            "sampler": sampler,
+            "XML:com.adobe.xmp": xmp,
+        }
+        data, bits = _png_bytes(ims.images[i], text)
+        bits_seen.add(bits)
+        _atomic_write(folder / name, data)
+        files[name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
+        rows.append({"filename": name, **{c: v for c, v in row.items() if c != "filename"},
+                     "image_index": index, "shard": k, "shard_seed": seed})
+    if settings.get("npz"):
+        name = f"shards/shard-{k:05d}.npz"
+        if ims.images.shape[1] == 1:
+            q = np.rint(ims.images * 65535.0).astype(np.uint16)
+        else:
+            q = np.rint(ims.images * 255.0).astype(np.uint8)
+        data = _npz_bytes({"images": q, "index": np.arange(start, start + count, dtype=np.int64)})
+        _atomic_write(folder / name, data)
+        files[name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
+    record = {
+        "index": k, "start": start, "count": count, "seed": seed, "bits": max(bits_seen),
+        "channels": int(ims.images.shape[1]), "height": int(ims.images.shape[2]), "width": int(ims.images.shape[3]),
+        "files": files, "rows": rows, "token": token,
+        "columns": list(dict.fromkeys(c for r in rows for c in r)),  # JSON objects lose their order
+    }
+    # The record is the mark of a complete shard: written last, atomically.
+    _atomic_write(progress / f"shard-{k:05d}.json", _dumps(record).encode())
+    return record
+
+
+def _load_record(folder: Path, k: int, token: str) -> dict | None:
+    """A shard's completion record, if present, for this export, and its files are intact."""
+    path = folder / PROGRESS_DIR / f"shard-{k:05d}.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if rec.get("token") != token:
+        return None
+    for name, info in rec.get("files", {}).items():
+        f = folder / name
+        if not f.is_file() or f.stat().st_size != info["bytes"] or _sha256_file(f) != info["sha256"]:
+            return None
+    return rec
+
+
+# --------------------------------------------------------------------------- export
+def export(
+    generator: Any,
+    n: int,
+    out: Any,
+    conditions: Any = None,
+    prompt: str | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    npz: bool = False,
+    client: Any = None,
+    callback: ProgressCallback | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Sample ``n`` images from a generator into a data set folder with full provenance.
+
+    Parameters
+    ----------
+    generator : str, path or Generator
+        A name or checkpoint path for :func:`medsynth_explore.load_generator`,
+        or a generator object (``.sample``, ``.name``, ``.sha256``, ``.card``).
+    n : int
+        Number of images.
+    out : path-like
+        Output folder (see the module docstring for its layout).
+    conditions : dict, DataFrame or list of dict, optional
+        One set of conditions for every image, or one row per image.
+    prompt : str, optional
+        Text prompt for text-conditioned models.
+    seed : int
+        Seed of the run; shard ``k`` is sampled with
+        :func:`medsynth_explore.scale.shard_seed` ``(seed, k)``, so the same
+        seed and shard size give the same files whatever the workers.
+    steps, guidance : optional
+        Sampler settings passed to ``generator.sample``.
+    shard_size : int
+        Images per shard (one task, one optional NPZ file).
+    npz : bool
+        Also write each shard's images as ``shards/shard-KKKKK.npz`` (uint16
+        ``images`` (N, C, H, W): divide by 65535, or 255 for 8-bit RGB; and
+        ``index``, the image numbers).
+    client : None, distributed.Client or str
+        Run the shards on Dask workers (they must see ``out``), or locally.
+    callback : callable, optional
+        ``callback(done_images, total_images)`` after each shard; return
+        ``False`` to stop. Finished shards are kept and a later call resumes.
+    overwrite : bool
+        Replace a folder holding anything other than an unfinished export
+        with the same settings.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Raises
+    ------
+    DataError
+        Bad arguments, or ``out`` is in use and ``overwrite`` is False.
+    CancelledError
+        When the callback returned ``False``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from medsynth_explore.data import ImageSet, load_dataset
+    >>> class Noise:  # any object with sample(), name, sha256 and card
+    ...     name, sha256, card = "noise", "0" * 64, {"name": "noise"}
+    ...     def sample(self, n, seed=None, **kw):
+    ...         return ImageSet(np.random.default_rng(seed).random((n, 1, 8, 8), np.float32))
+    >>> out = export(Noise(), 5, tempfile.mkdtemp() + "/syn", shard_size=2, seed=1)
+    >>> len(load_dataset(out)), verify(out).ok
+    (5, True)
+    """
+    n = _check_int(n, "n", 1)
+    seed = _check_int(seed, "seed", 0)
+    shard_size = _check_int(shard_size, "shard_size", 1)
+    table = conditions_table(conditions, n)
+    gen = resolve_generator(generator)
+    gen_ref = str(generator) if isinstance(generator, (str, Path)) else gen
+    sha = getattr(gen, "sha256", None)
+    card = getattr(gen, "card", None) or {}
+    gen_name = str(getattr(gen, "name", None) or card.get("name") or type(gen).__name__)
+    folder = Path(out).expanduser()
+
+    shards = plan_shards(n, shard_size)
+    seeds = [shard_seed(seed, k) for k in range(len(shards))]
+    cond_record = None if table is None else (table if isinstance(table, dict) else table.to_dict(orient="records"))
+    sampler = {
+        "n": n, "seed": seed, "shard_size": shard_size, "conditions": cond_record, "prompt": prompt,
+        "steps": steps, "guidance": guidance, "npz": bool(npz),
+    }
+    plan_body = {"format": FORMAT, "format_version": FORMAT_VERSION, "generator": gen_name,
+                 "checkpoint_sha256": sha, "sampler": sampler}
+    token = hashlib.sha256(_dumps(plan_body).encode()).hexdigest()[:32]
+
+    done_manifest = _prepare_folder(folder, token, overwrite)
+    if done_manifest:
+        if callback is not None:
+            callback(n, n)
+        return folder
+
+    settings = {
+        "prompt": prompt, "steps": steps, "guidance": guidance, "npz": bool(npz), "seed": seed,
+        "checkpoint_sha256": sha or "", "package_version": _package_version(),
+        "name_width": max(6, len(str(n - 1))),
+    }
+    records: dict[int, dict] = {}
+    for k in range(len(shards)):
+        rec = _load_record(folder, k, token)
+        if rec is not None:
+            records[k] = rec
+    todo = [k for k in range(len(shards)) if k not in records]
+    already = sum(shards[k][1] for k in records)
+
+    def progress(done: int, total: int) -> Any:
+        return None if callback is None else callback(already + done, n)
+
+    with _ClientScope(client) as cl:
+        ref = gen_ref if isinstance(gen_ref, str) else _remote_ref(gen_ref, cl)
+        args = [
+            (ref, str(folder), token, k, shards[k][0], shards[k][1], seeds[k],
+             shard_conditions(table, *shards[k]), settings)
+            for k in todo
+        ]
+        try:
+            new = run_shards(_write_shard, args, client=cl, callback=progress,
+                             weights=[shards[k][1] for k in todo], name="medsynth-export")
+        except CancelledError:
+            _remove_temporaries(folder)
+            raise
+    for rec in new:
+        records[int(rec["index"])] = rec
+    _finish(folder, [records[k] for k in range(len(shards))], gen_name, sha, card, sampler, token)
+    return folder
+
+
+def _prepare_folder(folder: Path, token: str, overwrite: bool) -> bool:
+    """Create or check ``folder``. True when it already holds this finished export."""
+    progress = folder / PROGRESS_DIR
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{str(folder)!r} is a file; give a folder path for the export.")
+    if folder.is_dir() and any(folder.iterdir()):
+        manifest = folder / MANIFEST
+        plan = progress / "plan.json"
+        same = False
+        if manifest.is_file():
+            try:
+                same = json.loads(manifest.read_text()).get("token") == token
+            except (OSError, json.JSONDecodeError):
+                same = False
+            if same and not overwrite:
+                return True
+        elif plan.is_file():
+            try:
+                same = json.loads(plan.read_text()).get("token") == token
+            except (OSError, json.JSONDecodeError):
+                same = False
+        if not same and not overwrite:
+            what = "a finished export with other settings" if manifest.is_file() else (
+                "an unfinished export with other settings" if plan.is_file() else "other files")
+            raise DataError(
+                f"{str(folder)!r} holds {what}; pass overwrite=True (or --overwrite) to replace it, or choose an empty folder."
+            )
+        if overwrite:
+            for p in folder.iterdir():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "shards").mkdir(exist_ok=True)
+    progress.mkdir(exist_ok=True)
+    _remove_temporaries(folder)
+    _atomic_write(progress / "plan.json", _dumps({"token": token}).encode())
+    return False
+
+
+def _metadata_table(records: list[dict]) -> pd.DataFrame:
+    rows = [r for rec in records for r in rec["rows"]]
+    columns: list[str] = []
+    for rec in records:
+        for c in rec["columns"]:
+            if c not in columns:
+                columns.append(c)
+    df = pd.DataFrame.from_records(rows, columns=columns)
+    for c in df.columns:
+        if df[c].dtype == object:
+            vals = df[c]
+            if vals.map(lambda v: isinstance(v, (dict, list))).any():
+                df[c] = vals.map(lambda v: None if v is None else (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)))
+            elif vals.map(lambda v: v is not None and not isinstance(v, str)).any():
+                df[c] = vals.map(lambda v: None if v is None else str(v))
+    return df
+
+
+def _finish(folder: Path, records: list[dict], gen_name: str, sha: Any, card: Mapping, sampler: dict, token: str) -> None:
+    meta = _metadata_table(records)
+    csv_bytes = meta.to_csv(index=False).encode()
+    pq = io.BytesIO()
+    try:
+        meta.to_parquet(pq, index=False)
+    except Exception as exc:  # pyarrow rejects some mixed columns
+        raise DataError(f"cannot write metadata.parquet for the generator's metadata columns: {exc}") from exc
+    _atomic_write(folder / "metadata.csv", csv_bytes)
+    _atomic_write(folder / "metadata.parquet", pq.getvalue())
+    files: dict[str, dict] = {}
+    for rec in records:
+        files.update(rec["files"])
+    files["metadata.csv"] = {"sha256": _sha256_bytes(csv_bytes), "bytes": len(csv_bytes)}
+    files["metadata.parquet"] = {"sha256": _sha256_bytes(pq.getvalue()), "bytes": len(pq.getvalue())}
+    first = records[0]
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "token": token,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "package": {"name": "medsynth-explore", "version": _package_version()},
+        "ai_generated": True,
+        "digital_source_type": DIGITAL_SOURCE_TYPE_URI,
+        "generator": {"name": gen_name, "checkpoint_sha256": sha, "card": card},
+        "sampler": sampler,
+        "image": {"channels": first["channels"], "height": first["height"], "width": first["width"],
+                  "bits": first["bits"], "scale": 65535 if first["bits"] == 16 else 255},
+        "shards": [
+            {"index": r["index"], "start": r["start"], "count": r["count"], "seed": r["seed"], "files": sorted(r["files"])}
+            for r in records
+        ],
+        "counts": {"images": int(sum(r["count"] for r in records)), "shards": len(records), "files": len(files),
+                   "png": sum(1 for f in files if f.endswith(".png")), "npz": sum(1 for f in files if f.endswith(".npz"))},
+        "metadata_columns": list(meta.columns),
+        "files": dict(sorted(files.items())),
+    }
+    _atomic_write(folder / MANIFEST, (json.dumps(_jsonable(manifest), indent=1, sort_keys=False, default=str) + "\n").encode())
+    shutil.rmtree(folder / PROGRESS_DIR, ignore_errors=True)
+    shards_dir = folder / "shards"
+    if shards_dir.is_dir() and not any(shards_dir.iterdir()):
+        shards_dir.rmdir()
+    _remove_temporaries(folder)
+
+
+# --------------------------------------------------------------------------- reading
+def read_manifest(out: Any) -> dict:
+    """The parsed ``manifest.json`` of an export folder.
+
+    Raises
+    ------
+    DataError
+        When the folder or its manifest is missing or not valid JSON.
+
+    Examples
+    --------
+    >>> try:
+    ...     read_manifest("/nonexistent")
+    ... except DataError as exc:
+    ...     print("no manifest.json" in str(exc))
+    True
+    """
+    folder = Path(out).expanduser()
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{str(folder)!r} has no manifest.json; it is not a finished export (run export() again to resume).")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"{str(path)!r} is not a medsynth export manifest (format={manifest.get('format')!r}).")
+    return manifest
+
+
+def read_shard(out: Any, index: int) -> Any:
+    """Images and metadata of one shard of an export folder, as an ImageSet.
+
+    Reads the shard's NPZ when the export wrote one, else its PNG files.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from medsynth_explore.data import ImageSet
+    >>> class Flat:
+    ...     name, sha256, card = "flat", "0" * 64, {}
+    ...     def sample(self, n, **kw): return ImageSet(np.full((n, 1, 4, 4), 0.5, np.float32))
+    >>> out = export(Flat(), 3, tempfile.mkdtemp() + "/x", shard_size=2, npz=True)
+    >>> len(read_shard(out, 1))
+    1
+    """
+    from .data import ImageSet
+    from .data.io import _pil_to_array
+
+    folder = Path(out).expanduser()
+    manifest = read_manifest(folder)
+    shards = {int(s["index"]): s for s in manifest["shards"]}
+    if index not in shards:
+        raise DataError(f"{str(folder)!r} has shards 0..{len(shards) - 1}; no shard {index}.")
+    s = shards[index]
+    start, count = int(s["start"]), int(s["count"])
+    meta = pd.read_csv(folder / "metadata.csv").iloc[start : start + count].reset_index(drop=True)
+    scale = float(manifest["image"]["scale"])
+    npz_files = [f for f in s["files"] if f.endswith(".npz")]
+    if npz_files:
+        with np.load(folder / npz_files[0], allow_pickle=False) as z:
+            images = z["images"].astype(np.float32) / np.float32(scale)
+    else:
+        from PIL import Image
+
+        arrays = []
+        for f in meta["filename"]:
+            with Image.open(folder / f) as im:
+                a = _pil_to_array(im)
+            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        images = np.stack(arrays)
+    prov = {"source": "export", "path": str(folder), "shard": index, "shard_seed": s["seed"],
+            "generator": manifest["generator"]["name"], "checkpoint_sha256": manifest["generator"]["checkpoint_sha256"]}
+    return ImageSet(images, meta, prov)
+
+
+# --------------------------------------------------------------------------- verify
+@dataclass
+class VerifyResult:
+    """What :func:`verify` found. ``ok`` is True when nothing is missing, altered or extra.
+
+    ``str(result)`` is a readable report.
+    """
+
+    path: str
+    ok: bool = False
+    n_files: int = 0
+    n_images: int = 0
+    missing: list = field(default_factory=list)
+    altered: list = field(default_factory=list)
+    extra: list = field(default_factory=list)
+    unlabelled: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        head = f"{self.path}: " + (
+            f"OK, {self.n_images} images and {self.n_files} files match the manifest."
+            if self.ok else "FAILED verification."
+        )
+        lines = [head]
+
+        def block(title: str, items: list, limit: int = 20) -> None:
+            if items:
+                lines.append(f"  {title} ({len(items)}):")
+                lines.extend(f"    {x}" for x in items[:limit])
+                if len(items) > limit:
+                    lines.append(f"    ... and {len(items) - limit} more")
+
+        block("missing files", self.missing)
+        block("altered files (SHA-256 differs from the manifest)", self.altered)
+        block("files not in the manifest", self.extra)
+        block("images without the AI-generated label", self.unlabelled)
+        block("other problems", self.problems)
+        return "\n".join(lines)
+
+
+def verify(out: Any, check_labels: bool = True) -> VerifyResult:
+    """Check an export folder against its manifest.
+
+    Parameters
+    ----------
+    out : path-like
+        A folder written by :func:`export`.
+    check_labels : bool
+        Also open every PNG and check its AI-generated label
+        (``ai_generated="true"`` and ``DigitalSourceType``).
+
+    Returns
+    -------
+    VerifyResult
+        ``.ok``, lists of ``missing``, ``altered``, ``extra`` and
+        ``unlabelled`` files and other ``problems`` (counts, metadata table);
+        ``str()`` gives a report.
+
+    Raises
+    ------
+    DataError
+        When ``out`` is not a folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> print(verify(tempfile.mkdtemp()))  # doctest: +ELLIPSIS
+    /...: FAILED verification.
+      other problems (1):
+        no manifest.json: this folder is not a finished export ...
+    """
+    folder = Path(out).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{str(folder)!r} is not a folder.")
+    res = VerifyResult(path=str(folder))
+    try:
+        manifest = read_manifest(folder)
+    except DataError as exc:
+        msg = str(exc)
+        if "no manifest.json" in msg:
+            msg = "no manifest.json: this folder is not a finished export (an interrupted export resumes when run again)."
+        res.problems.append(msg)
+        return res
+    files = manifest.get("files", {})
+    res.n_files = len(files)
+    res.n_images = int(manifest.get("counts", {}).get("images", 0))
+    for name, info in files.items():
+        f = folder / name
+        if not f.is_file():
+            res.missing.append(name)
+        elif f.stat().st_size != info.get("bytes") or _sha256_file(f) != info.get("sha256"):
+            res.altered.append(name)
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    res.extra = sorted(present - set(files) - {MANIFEST})
+    pngs = sorted(f for f in files if f.endswith(".png"))
+    counts = manifest.get("counts", {})
+    if len(pngs) != res.n_images or counts.get("png", len(pngs)) != len(pngs):
+        res.problems.append(f"the manifest lists {len(pngs)} PNG files for {res.n_images} images.")
+    shard_total = sum(int(s["count"]) for s in manifest.get("shards", []))
+    if shard_total != res.n_images:
+        res.problems.append(f"the shards hold {shard_total} images but the manifest counts {res.n_images}.")
+    if "metadata.csv" not in res.missing and (folder / "metadata.csv").is_file():
+        try:
+            meta = pd.read_csv(folder / "metadata.csv")
+            if len(meta) != res.n_images:
+                res.problems.append(f"metadata.csv has {len(meta)} rows for {res.n_images} images.")
+            if "filename" not in meta.columns:
+                res.problems.append("metadata.csv has no filename column.")
+            elif sorted(meta["filename"].astype(str)) != pngs:
+                res.problems.append("the filenames in metadata.csv differ from the images in the manifest.")
+        except Exception as exc:  # a damaged CSV is reported, not raised
+            res.problems.append(f"cannot read metadata.csv: {exc}")
+    if check_labels:
+        for name in pngs:
+            f = folder / name
+            if name in res.missing:
+                continue
+            try:
+                labels = read_png_labels(f)
+            except DataError:
+                res.unlabelled.append(f"{name} (unreadable PNG)")
+                continue
+            if labels.get("ai_generated") != "true" or labels.get("DigitalSourceType") != DIGITAL_SOURCE_TYPE:
+                res.unlabelled.append(name)
+    res.ok = not (res.missing or res.altered or res.extra or res.unlabelled or res.problems)
+    return res
