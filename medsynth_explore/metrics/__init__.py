@@ -1,0 +1,29 @@
+"""Metrics on features and images: pure functions plus streaming accumulators.
+
+Distribution metrics take feature arrays (N, D) (see
+:mod:`medsynth_explore.features`); paired image metrics take images.
+Every function raises :class:`~medsynth_explore.errors.MetricError` for input
+it cannot be computed on.
+"""
+
+from .cas import cas
+from .fid import feature_stats, fid, fid_infinity, frechet_distance, relative_fd, sqrt_trace_product
+from .image import psnr, ssim, ssim_map
+from .kernel import cmmd, kid, kid_subset_indices, mmd2_biased, mmd2_unbiased, poly_kernel, rbf_kernel
+from .prdc import knn_radii, prdc
+from .privacy import authenticity, copy_rate, ct_test, nn_distances, privacy_report
+from .scores import clip_score, inception_score
+from .streaming import StreamingCMMD, StreamingFID, StreamingKID, StreamingPRDC
+from .subgroups import AGE_BINS, GroupResult, age_group, bootstrap_ci, by_group, group_labels
+
+__all__ = [
+    "fid", "fid_infinity", "relative_fd", "feature_stats", "frechet_distance", "sqrt_trace_product",
+    "kid", "kid_subset_indices", "cmmd", "mmd2_unbiased", "mmd2_biased", "poly_kernel", "rbf_kernel",
+    "prdc", "knn_radii",
+    "inception_score", "clip_score",
+    "ssim", "ssim_map", "psnr",
+    "cas",
+    "nn_distances", "authenticity", "copy_rate", "ct_test", "privacy_report",
+    "StreamingFID", "StreamingKID", "StreamingCMMD", "StreamingPRDC",
+    "GroupResult", "by_group", "group_labels", "age_group", "bootstrap_ci", "AGE_BINS",
+]

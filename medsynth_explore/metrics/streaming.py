@@ -1,0 +1,404 @@
+"""Streaming accumulators in the torchmetrics style (``update`` / ``compute`` / ``reset``).
+
+Each keeps the sufficient statistics of its metric as state, so a live panel
+recomputes in milliseconds after a batch arrives, and partial states built by
+several workers combine with ``merge`` (or ``+``):
+
+* :class:`StreamingFID`: per side the count, mean and centred scatter matrix
+  (merged with Chan's parallel formula); ``compute`` is one sqrt-trace.
+* :class:`StreamingKID` / :class:`StreamingCMMD`: the features, plus kernel
+  sums between fixed blocks of samples (sample ``i`` of a side belongs to
+  block ``i % n_blocks``), updated incrementally: a batch of B new samples
+  costs B x N kernel evaluations. ``compute`` returns the mean and population
+  standard deviation of the unbiased MMD^2 over the ``n_blocks`` disjoint
+  (real block b, synthetic block b) pairs, i.e. KID on disjoint subsets of
+  size about N / n_blocks; :meth:`StreamingKID.compute_full` gives MMD^2 on
+  all samples. Merging appends the other state's samples in order (the cross
+  kernel terms between workers must be computed), so the merged state equals
+  the single-pass state.
+* :class:`StreamingPRDC`: the features, the real k-NN radii, and per real
+  sample the nearest synthetic distance (coverage), per synthetic sample the
+  number of real balls holding it (precision, density) -- all updated
+  incrementally for new synthetic samples. Recall needs the synthetic radii,
+  which change with every batch, and is recomputed (chunked) when asked.
+  Adding real samples invalidates the cache, rebuilt at the next ``compute``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import MetricError
+from ._validate import check_features
+from .fid import _cov_from_centred, _psd_factor, frechet_distance
+from .kernel import poly_kernel, rbf_kernel
+from .prdc import _block_rows, sq_dists
+
+__all__ = ["StreamingFID", "StreamingKID", "StreamingCMMD", "StreamingPRDC"]
+
+
+class _Side:
+    """Count, mean and centred scatter of one side, in float64."""
+
+    def __init__(self, dim: Optional[int] = None):
+        self.n = 0
+        self.mean = None if dim is None else np.zeros(dim)
+        self.scatter = None if dim is None else np.zeros((dim, dim))
+
+    def add_stats(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
+        if n == 0:
+            return
+        if self.n == 0:
+            self.n, self.mean, self.scatter = n, mean.copy(), scatter.copy()
+            return
+        tot = self.n + n
+        delta = mean - self.mean
+        self.scatter = self.scatter + scatter + np.outer(delta, delta) * (self.n * n / tot)
+        self.mean = self.mean + delta * (n / tot)
+        self.n = tot
+
+    def add(self, x: np.ndarray) -> None:
+        mu = x.mean(0)
+        self.add_stats(len(x), mu, _cov_from_centred(x - mu))
+
+
+class _Streaming:
+    dim: Optional[int] = None
+
+    def _check(self, features: Any) -> np.ndarray:
+        x = check_features(features, "streamed features", min_n=1)
+        if self.dim is None:
+            self.dim = x.shape[1]
+        elif x.shape[1] != self.dim:
+            raise MetricError(f"this stream holds {self.dim}-dimensional features; got {x.shape[1]}. Use one encoder per stream.")
+        return x
+
+    def __add__(self, other):
+        out = self.copy()
+        out.merge(other)
+        return out
+
+    def copy(self):
+        import copy
+
+        return copy.deepcopy(self)
+
+
+class StreamingFID(_Streaming):
+    """FID from running sufficient statistics.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = StreamingFID()
+    >>> s.update(rng.normal(size=(300, 3)), real=True)
+    >>> s.update(rng.normal(size=(300, 3)) + 1, real=False)
+    >>> round(s.compute(), 1)
+    3.1
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything."""
+        self.dim = None
+        self.real, self.fake = _Side(), _Side()
+        self._factor = None
+
+    def update(self, features: Any, real: bool) -> None:
+        """Add a batch of features to the real (``real=True``) or synthetic side."""
+        x = self._check(features)
+        (self.real if real else self.fake).add(x)
+        if real:
+            self._factor = None
+
+    def merge(self, other: "StreamingFID") -> "StreamingFID":
+        """Add another stream's statistics to this one (in place; returns self)."""
+        if other.dim is not None and self.dim is not None and other.dim != self.dim:
+            raise MetricError(f"cannot merge streams of {self.dim}- and {other.dim}-dimensional features.")
+        self.dim = self.dim or other.dim
+        for mine, theirs in ((self.real, other.real), (self.fake, other.fake)):
+            if theirs.n:
+                mine.add_stats(theirs.n, theirs.mean, theirs.scatter)
+        if other.real.n:
+            self._factor = None
+        return self
+
+    def stats(self, real: bool) -> tuple[int, np.ndarray, np.ndarray]:
+        """(n, mean, covariance) of one side."""
+        s = self.real if real else self.fake
+        if s.n < 2:
+            raise MetricError(f"the {'real' if real else 'synthetic'} side has {s.n} sample(s); FID needs at least 2 per side.")
+        return s.n, s.mean, s.scatter / (s.n - 1)
+
+    def compute(self) -> float:
+        """FID of the samples seen so far (the real-side factor is cached)."""
+        _, m1, c1 = self.stats(True)
+        _, m2, c2 = self.stats(False)
+        if self._factor is None:
+            self._factor = _psd_factor(c1)
+        return frechet_distance(m1, c1, m2, c2, factor1=self._factor)
+
+
+class _StreamingMMD(_Streaming):
+    def __init__(self, n_blocks: int = 10):
+        if n_blocks < 1:
+            raise MetricError(f"n_blocks must be at least 1, got {n_blocks}.")
+        self.n_blocks = int(n_blocks)
+        self.reset()
+
+    def _kernel(self, x, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget everything."""
+        self.dim = None
+        self.feats = {True: [], False: []}
+        self.n = {True: 0, False: 0}
+        b = self.n_blocks
+        # kernel sums between blocks: within real (i != j), within fake (i != j), real x fake
+        self.kxx = np.zeros((b, b))
+        self.kyy = np.zeros((b, b))
+        self.kxy = np.zeros((b, b))
+
+    def _all(self, side: bool) -> np.ndarray:
+        f = self.feats[side]
+        if len(f) > 1:
+            self.feats[side] = [np.concatenate(f)]
+        return self.feats[side][0] if self.feats[side] else np.zeros((0, self.dim or 0))
+
+    def _scatter(self, target: np.ndarray, rows_blk: np.ndarray, cols_blk: np.ndarray, k: np.ndarray) -> None:
+        b = self.n_blocks
+        part = np.zeros((len(rows_blk), b))
+        for c in range(b):
+            sel = cols_blk == c
+            if sel.any():
+                part[:, c] = k[:, sel].sum(1)
+        np.add.at(target, rows_blk, part)
+
+    def update(self, features: Any, real: bool) -> None:
+        """Add a batch; costs one kernel block against every sample held."""
+        x = self._check(features)
+        real = bool(real)
+        b = self.n_blocks
+        new_blk = (self.n[real] + np.arange(len(x))) % b
+        same, other = self._all(real), self._all(not real)
+        same_blk = np.arange(len(same)) % b
+        other_blk = np.arange(len(other)) % b
+        k_new = self._kernel(x, x)
+        np.fill_diagonal(k_new, 0.0)
+        k_old = self._kernel(x, same) if len(same) else np.zeros((len(x), 0))
+        within = self.kxx if real else self.kyy
+        self._scatter(within, new_blk, new_blk, k_new)
+        if len(same):
+            tmp = np.zeros((b, b))
+            self._scatter(tmp, new_blk, same_blk, k_old)
+            within += tmp + tmp.T
+        if len(other):
+            k_cross = self._kernel(x, other)
+            tmp = np.zeros((b, b))
+            self._scatter(tmp, new_blk, other_blk, k_cross)
+            self.kxy += tmp if real else tmp.T
+        self.feats[real].append(x)
+        self.n[real] += len(x)
+
+    def merge(self, other: "_StreamingMMD") -> "_StreamingMMD":
+        """Append another stream's samples (real, then synthetic) to this one; returns self."""
+        if other.n_blocks != self.n_blocks or type(other) is not type(self):
+            raise MetricError("can only merge streams of the same kind and n_blocks.")
+        for side in (True, False):
+            if other.n[side]:
+                self.update(other._all(side), real=side)
+        return self
+
+    def _counts(self, side: bool) -> np.ndarray:
+        return np.bincount(np.arange(self.n[side]) % self.n_blocks, minlength=self.n_blocks).astype(float)
+
+    def block_values(self) -> np.ndarray:
+        """Unbiased MMD^2 of each (real block b, synthetic block b) pair."""
+        nx, ny = self._counts(True), self._counts(False)
+        if nx.min() < 2 or ny.min() < 2:
+            raise MetricError(
+                f"each of the {self.n_blocks} blocks needs 2 samples per side: got {self.n[True]} real and "
+                f"{self.n[False]} synthetic samples. Add samples or use fewer blocks."
+            )
+        d = np.arange(self.n_blocks)
+        return self.kxx[d, d] / (nx * (nx - 1)) + self.kyy[d, d] / (ny * (ny - 1)) - 2.0 * self.kxy[d, d] / (nx * ny)
+
+    def compute_full(self) -> float:
+        """Unbiased MMD^2 on all samples seen (no subsets)."""
+        m, n = self.n[True], self.n[False]
+        if m < 2 or n < 2:
+            raise MetricError("MMD needs at least 2 samples per side.")
+        return float(self.kxx.sum() / (m * (m - 1)) + self.kyy.sum() / (n * (n - 1)) - 2.0 * self.kxy.sum() / (m * n))
+
+
+class StreamingKID(_StreamingMMD):
+    """KID with incrementally updated kernel sums over disjoint blocks.
+
+    Parameters
+    ----------
+    n_blocks : int
+        Number of disjoint subsets (sample i of a side is in block i % n_blocks).
+    degree, gamma, coef : polynomial kernel parameters (gamma None = 1/D).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = StreamingKID(n_blocks=4)
+    >>> s.update(rng.normal(size=(200, 8)), real=True)
+    >>> s.update(rng.normal(size=(200, 8)) + 1, real=False)
+    >>> mean, std = s.compute()
+    >>> mean > 0.1
+    True
+    """
+
+    def __init__(self, n_blocks: int = 10, degree: int = 3, gamma: Optional[float] = None, coef: float = 1.0):
+        self.degree, self.gamma, self.coef = degree, gamma, coef
+        super().__init__(n_blocks)
+
+    def _kernel(self, x, y):
+        return poly_kernel(x, y, self.degree, self.gamma, self.coef)
+
+    def compute(self) -> tuple[float, float]:
+        """(mean, population std) of MMD^2 over the blocks."""
+        v = self.block_values()
+        return float(v.mean()), float(v.std())
+
+
+class StreamingCMMD(_StreamingMMD):
+    """CMMD (RBF kernel, sigma 10, scale 1000) on all samples, updated incrementally.
+
+    ``compute`` gives the biased estimate (kernel diagonals included) like
+    :func:`medsynth_explore.metrics.cmmd`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(50, 4))
+    >>> s = StreamingCMMD(n_blocks=1)
+    >>> s.update(x, real=True); s.update(x, real=False)
+    >>> abs(s.compute()) < 1e-9
+    True
+    """
+
+    def __init__(self, sigma: float = 10.0, scale: float = 1000.0, n_blocks: int = 1):
+        self.sigma, self.scale = sigma, scale
+        super().__init__(n_blocks)
+
+    def _kernel(self, x, y):
+        return rbf_kernel(x, y, self.sigma)
+
+    def compute(self) -> float:
+        """scale * biased MMD^2 on all samples."""
+        m, n = self.n[True], self.n[False]
+        if m < 1 or n < 1:
+            raise MetricError("CMMD needs samples on both sides.")
+        v = (self.kxx.sum() + m) / m**2 + (self.kyy.sum() + n) / n**2 - 2.0 * self.kxy.sum() / (m * n)
+        return float(self.scale * v)
+
+
+class StreamingPRDC(_Streaming):
+    """Precision, recall, density and coverage updated as synthetic samples stream in.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = StreamingPRDC(k=5)
+    >>> s.update(rng.normal(size=(200, 3)), real=True)
+    >>> for _ in range(4):
+    ...     s.update(rng.normal(size=(50, 3)), real=False)
+    >>> sorted(s.compute())
+    ['coverage', 'density', 'precision', 'recall']
+    """
+
+    def __init__(self, k: int = 5):
+        self.k = int(k)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything."""
+        self.dim = None
+        self.real = np.zeros((0, 0))
+        self.fake = np.zeros((0, 0))
+        self._valid = False
+
+    def update(self, features: Any, real: bool) -> None:
+        """Add a batch; synthetic batches update coverage, precision and density in place."""
+        x = self._check(features)
+        if real:
+            self.real = x if self.real.size == 0 else np.concatenate([self.real, x])
+            self._valid = False
+            return
+        start = len(self.fake) if self.fake.size else 0
+        self.fake = x if self.fake.size == 0 else np.concatenate([self.fake, x])
+        if self._valid:
+            self._absorb(start)
+
+    def merge(self, other: "StreamingPRDC") -> "StreamingPRDC":
+        """Append another stream's samples; returns self."""
+        if other.k != self.k:
+            raise MetricError("can only merge PRDC streams with the same k.")
+        if other.real.size:
+            self.update(other.real, real=True)
+        if other.fake.size:
+            self.update(other.fake, real=False)
+        return self
+
+    def _rebuild(self) -> None:
+        from .prdc import knn_radii
+
+        if len(self.real) <= self.k:
+            raise MetricError(f"PRDC needs more than k={self.k} real samples, got {len(self.real)}.")
+        self._r_real = knn_radii(self.real, self.k, squared=True)
+        self._real_sq = (self.real * self.real).sum(1)
+        self._nearest_fake = np.full(len(self.real), np.inf)
+        self._ball_count = np.zeros(0, np.int64)
+        self._valid = True
+        if self.fake.size:
+            self._absorb(0)
+
+    def _absorb(self, start: int) -> None:
+        new = self.fake[start:]
+        new_sq = (new * new).sum(1)
+        counts = np.zeros(len(new), np.int64)
+        step = _block_rows(len(new))
+        for s in range(0, len(self.real), step):
+            d = sq_dists(self.real[s : s + step], new, self._real_sq[s : s + step], new_sq)
+            np.minimum(self._nearest_fake[s : s + step], d.min(1), out=self._nearest_fake[s : s + step])
+            counts += (d < self._r_real[s : s + step, None]).sum(0)
+        self._ball_count = np.concatenate([self._ball_count, counts])
+
+    def coverage(self) -> float:
+        """Share of real samples whose k-NN ball holds a synthetic sample (incremental)."""
+        if not self._valid:
+            self._rebuild()
+        if not self.fake.size:
+            raise MetricError("no synthetic samples yet.")
+        return float((self._nearest_fake < self._r_real).mean())
+
+    def compute(self, recall: bool = True) -> dict:
+        """All four values; ``recall=False`` skips the one that is not incremental."""
+        from .prdc import knn_radii
+
+        cov = self.coverage()
+        out = {
+            "precision": float((self._ball_count > 0).mean()),
+            "density": float(self._ball_count.sum() / (self.k * len(self.fake))),
+            "coverage": cov,
+        }
+        if recall:
+            if len(self.fake) <= self.k:
+                raise MetricError(f"recall needs more than k={self.k} synthetic samples, got {len(self.fake)}.")
+            r_fake = knn_radii(self.fake, self.k, squared=True)
+            fake_sq = (self.fake * self.fake).sum(1)
+            hit = np.empty(len(self.real), bool)
+            step = _block_rows(len(self.fake))
+            for s in range(0, len(self.real), step):
+                d = sq_dists(self.real[s : s + step], self.fake, self._real_sq[s : s + step], fake_sq)
+                hit[s : s + step] = (d < r_fake[None, :]).any(1)
+            out["recall"] = float(hit.mean())
+        return {k: out[k] for k in ("precision", "recall", "density", "coverage") if k in out}
