@@ -198,6 +198,9 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Any], card: M
     os.close(fd)
     try:
         save_file(clean, tmp, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -298,8 +298,13 @@ class Generator:
             self._schema.validate({text.name: prompts})
         return prompts
 
-    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int) -> pd.DataFrame:
-        if conditions and "conditions" not in self.capabilities and not self._schema.has_text:
+    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Per-image condition table: given values, the rest drawn (seeded).
+
+        ``context`` is the metadata of the images being inpainted (None when
+        sampling); subclasses may use it, e.g. to keep the same patient.
+        """
+        if conditions is not None and len(conditions) and "conditions" not in self.capabilities and not self._schema.has_text:
             raise CapabilityError(f"{self.name} is unconditional; call sample(n) without conditions.")
         given = self._schema.validate(conditions)
         if prompts is not None:
@@ -533,10 +538,13 @@ class Generator:
         steps, guidance = self._sampler_settings(steps, guidance)
         bs = self._batch_size(batch_size)
         prompts = self._prompts(prompt, n)
-        if conditions is None and meta is not None:
+        if meta is not None:
+            # start from the conditions recorded with the images; explicit ones win
             cols = [c for c in meta.columns if c in set(self._schema.names) | set(self._schema.finding_names)]
-            conditions = meta[cols] if cols else None
-        table = self._resolve(n, conditions, prompts, seed)
+            merged = self._schema.validate(meta[cols]) if cols else {}
+            merged.update(self._schema.validate(conditions))
+            conditions = merged
+        table = self._resolve(n, conditions, prompts, seed, context=meta)
         seeds = image_seeds(seed, n, stream=2)
         out = np.empty_like(imgs)
         check_callback(callback, 0, n, "inpainting")

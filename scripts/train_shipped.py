@@ -1,0 +1,104 @@
+"""Train the shipped PhantomCXR VAE and GAN and draw their sample grids.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python scripts/train_shipped.py --model vae
+    OMP_NUM_THREADS=1 python scripts/train_shipped.py --model gan
+    python scripts/train_shipped.py --grids-only
+
+Data: the train split (70 %, patient-wise, split seed 0) of ``simulate(n,
+seed=0, size=64)``. Checkpoints go to ``medsynth_explore/assets/`` and sample
+grids (one row per condition) to ``docs/images/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: Rows of the sample grids: label and conditions.
+GRID_ROWS = [
+    ("healthy F 40", {"age": 40, "sex": "F", "findings": []}),
+    ("healthy M 40", {"age": 40, "sex": "M", "findings": []}),
+    ("cardiomegaly M 70", {"age": 70, "sex": "M", "findings": ["cardiomegaly"]}),
+    ("effusion F 65", {"age": 65, "sex": "F", "findings": ["effusion"]}),
+    ("pneumothorax M 30", {"age": 30, "sex": "M", "findings": ["pneumothorax"]}),
+    ("nodule F 55", {"age": 55, "sex": "F", "findings": ["nodule"]}),
+]
+
+
+def training_data(n: int):
+    from medsynth_explore.phantom import simulate
+
+    ds = simulate(n, seed=0, size=64)
+    return ds.split((0.7, 0.15, 0.15), seed=0)["train"]
+
+
+def save_grid(gen, path: Path, cols: int = 8, seed: int = 0) -> None:
+    """One row per condition in GRID_ROWS, label on the left."""
+    from PIL import Image, ImageDraw
+
+    scale = 2
+    size = 64 * scale
+    label_w = 150
+    canvas = Image.new("L", (label_w + cols * size, len(GRID_ROWS) * size), color=255)
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, cond) in enumerate(GRID_ROWS):
+        s = gen.sample(cols, conditions=cond, seed=seed + r)
+        for c in range(cols):
+            im = Image.fromarray(np.round(s.images[c, 0] * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+            canvas.paste(im, (label_w + c * size, r * size))
+        draw.text((6, r * size + size // 2 - 6), label, fill=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["vae", "gan"], default=None)
+    ap.add_argument("--n", type=int, default=8000, help="simulated images before the split (default 8000 -> 5600 train)")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget; training stops after the epoch that passes it")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--grids-only", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    from medsynth_explore.generators import load_generator
+
+    models = [args.model] if args.model else ["vae", "gan"]
+    for model in models:
+        out = args.out or ROOT / "medsynth_explore" / "assets" / f"phantomcxr-{model}.safetensors"
+        if not args.grids_only:
+            t = time.perf_counter()
+            data = training_data(args.n)
+            print(f"{model}: {len(data)} training images simulated in {time.perf_counter() - t:.0f}s", flush=True)
+            if model == "vae":
+                from medsynth_explore.generators.vae import train_vae
+
+                card = train_vae(data, out, epochs=args.epochs or 40, seed=0, max_seconds=args.minutes * 60, log=lambda s: print(s, flush=True))
+            else:
+                from medsynth_explore.generators.gan import train_gan
+
+                card = train_gan(data, out, epochs=args.epochs or 40, seed=0, max_seconds=args.minutes * 60, log=lambda s: print(s, flush=True))
+            print(f"{model}: saved {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {card['sha256']}, "
+                  f"{card['training']['time_seconds']:.0f}s", flush=True)
+        gen = load_generator(out)
+        save_grid(gen, ROOT / "docs" / "images" / f"{model}_samples.png")
+    if args.grids_only and not args.model:
+        save_grid(load_generator("phantomcxr-physics"), ROOT / "docs" / "images" / "physics_samples.png")
+
+
+if __name__ == "__main__":
+    main()
