@@ -28,7 +28,7 @@ import pandas as pd
 from .data import ImageSet, load_dataset
 from .errors import DataError, MedsynthError
 
-__all__ = ["Session", "InpaintResult"]
+__all__ = ["Session", "InpaintResult", "Embedding", "describe_samples"]
 
 DEFAULT_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
@@ -110,6 +110,8 @@ class Session:
         self._encoder = None
         self._classifier = None
         self._classifier_error: str | None = None
+        self._clip = None
+        self._clip_error: str | None = None
         self.generators: dict[str, Any] = {}
         self.synthetic: dict[str, ImageSet] = {}
         self._syn_features: dict[str, np.ndarray] = {}
@@ -180,6 +182,18 @@ class Session:
             except MedsynthError as exc:
                 self._classifier_error = str(exc)
         return self._classifier
+
+    @property
+    def domain_clip(self):
+        """The domain CLIP (text and image towers) when its checkpoint is installed, else None."""
+        if self._clip is None and self._clip_error is None:
+            try:
+                from .features.domain_clip import load_domain_clip
+
+                self._clip = load_domain_clip()
+            except (MedsynthError, ImportError) as exc:
+                self._clip_error = str(exc)
+        return self._clip
 
     @property
     def classifier_error(self) -> str | None:
@@ -361,14 +375,12 @@ class Session:
             raise DataError("the mask covers the whole image: leave some context to keep (or use Generate).")
         out = self.generator(generator).inpaint(image[None], mask.astype(np.float32)[None, None], **kwargs)
         after = out.images[0]
-        keep = ~mask.astype(bool)
         psnr_out = float(M.psnr(image[0], after[0], mask=mask.astype(bool)))
         ssim_out = float(M.ssim(image[0], after[0], mask=mask.astype(bool)))
         before_p = after_p = None
         if self.classifier is not None:
             pred = self.classifier.predict(np.stack([image, after]))
             before_p, after_p = pred.iloc[0], pred.iloc[1]
-        del keep
         return InpaintResult(image, after, mask.astype(bool), psnr_out, ssim_out, before_p, after_p, out)
 
     # ------------------------------------------------------------------ embedding
@@ -494,3 +506,31 @@ def _single_metric(metric: str, real: np.ndarray, syn: np.ndarray, seed: int) ->
     if metric == "kid":
         return float(M.kid(real, syn, seed=seed)[0])
     return float(M.prdc(real, syn, k=min(5, len(syn) - 1, len(real) - 1))[metric])
+
+
+def describe_samples(session: Session, samples: ImageSet) -> pd.DataFrame:
+    """Per-image view of generated images: requested conditions, what the reference classifier sees, CLIPScore.
+
+    CLIPScore (``100 * max(cos, 0)`` with the domain CLIP) is computed against
+    the prompt when one was given, else against the report text in the
+    metadata; it is absent (NaN) when the domain CLIP is not installed.
+    """
+    meta = samples.metadata
+    keep = [c for c in ("age", "sex", "cardiomegaly", "nodule", "effusion", "pneumothorax", "prompt", "report", "seed") if c in meta.columns]
+    out = meta[keep].copy()
+    clf = session.classifier
+    if clf is not None:
+        seen = clf.predict(samples.images).rename(columns={"age": "age_seen"})
+        out = pd.concat([out.reset_index(drop=True), seen.reset_index(drop=True)], axis=1)
+    texts = None
+    if "prompt" in meta.columns and meta["prompt"].notna().all() and (meta["prompt"].astype(str).str.len() > 0).all():
+        texts = meta["prompt"].astype(str).tolist()
+    elif "report" in meta.columns:
+        texts = meta["report"].astype(str).tolist()
+    clip = session.domain_clip
+    out["clip_score"] = np.nan
+    if texts is not None and clip is not None:
+        from .metrics import clip_score
+
+        out["clip_score"] = clip_score(clip.encode_image(samples.images), clip.encode_text(texts, truncate=True), convention="100max")
+    return out

@@ -1,0 +1,181 @@
+"""Generate panel: condition controls built from the checkpoint's schema, a grid of results."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+
+from ..session import describe_samples
+from .common import BasePanel, thumb_grid
+
+ANY = "any"
+
+
+class GeneratePanel(BasePanel):
+    """Steer a generator with its conditions and see what it makes.
+
+    Controls are built from the active generator's condition schema: a slider
+    per continuous condition (with an "any" box: unset conditions are drawn
+    from the training distribution), toggle buttons per categorical one, a
+    checkbox per finding, a prompt box for text models, and seed, number of
+    images, steps, guidance where the model has them. Each result shows its
+    requested conditions, what the reference classifier sees and CLIPScore.
+
+    Attributes
+    ----------
+    last_samples : ImageSet or None
+    last_table : DataFrame or None
+        :func:`~medsynth_explore.session.describe_samples` of the last result.
+    """
+
+    title = "Generate"
+    lane = "generate"
+
+    def __init__(self, session: Any, runner: Any = None, n: int = 8, **kwargs: Any) -> None:
+        super().__init__(session, runner, **kwargs)
+        self.last_samples = None
+        self.last_table = None
+        self.generator_select = W.Dropdown(description="Generator", options=list(session.generators), value=session.active)
+        self.n = W.IntSlider(value=n, min=1, max=32, description="Images")
+        self.seed = W.IntText(value=0, description="Seed", layout=W.Layout(width="180px"))
+        self.steps = W.IntSlider(value=20, min=2, max=100, description="Steps")
+        self.guidance = W.FloatSlider(value=2.0, min=0.0, max=10.0, step=0.25, description="Guidance")
+        self.prompt = W.Textarea(placeholder="free text, e.g. 'Small left pleural effusion.'", description="Prompt",
+                                 layout=W.Layout(width="98%", height="48px"))
+        self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
+        self.generate_button.on_click(self.guard(lambda _b: self.generate()))
+        self.grid = W.VBox()
+        self.condition_box = W.VBox()
+        self.controls: dict[str, Any] = {}
+        self.generator_select.observe(self.guard(self._on_generator), names="value")
+        session.on("generators", lambda names: setattr(self.generator_select, "options", names))
+        self._build_controls()
+        self.children = [
+            W.HBox([self.generator_select, self.seed, self.n]),
+            self.condition_box,
+            W.HBox([self.generate_button, self.job_bar()]),
+            self.error,
+            self.grid,
+        ]
+
+    # ------------------------------------------------------------------ controls
+    def _on_generator(self, change: dict) -> None:
+        self.session.set_active(change["new"])
+        self._build_controls()
+
+    def _build_controls(self) -> None:
+        gen = self.session.generator()
+        schema, caps = gen.conditions, gen.capabilities
+        rows, self.controls = [], {}
+        for c in schema:
+            if c.kind == "continuous":
+                lo, hi = c.range
+                slider = W.FloatSlider(value=round((lo + hi) / 2), min=lo, max=hi, step=1.0, description=c.name.capitalize(),
+                                       readout_format=".0f", disabled=True)
+                free = W.Checkbox(value=True, description=ANY, indent=False, layout=W.Layout(width="70px"))
+                free.observe(lambda ch, s=slider: setattr(s, "disabled", ch["new"]), names="value")
+                self.controls[c.name] = (slider, free)
+                rows.append(W.HBox([slider, free]))
+            elif c.kind == "categorical":
+                tb = W.ToggleButtons(options=[ANY, *c.values], value=ANY, description=c.name.capitalize(),
+                                     style={"button_width": "60px"})
+                self.controls[c.name] = tb
+                rows.append(tb)
+            elif c.kind == "findings":
+                boxes = {f: W.Checkbox(value=False, description=f, indent=False, layout=W.Layout(width="130px")) for f in c.names}
+                free = W.Checkbox(value=False, description="draw from data", indent=False, layout=W.Layout(width="130px"))
+                for b in boxes.values():
+                    free.observe(lambda ch, b=b: setattr(b, "disabled", ch["new"]), names="value")
+                self.controls[c.name] = (boxes, free)
+                rows.append(W.HBox([W.Label("Findings", layout=W.Layout(width="90px")), *boxes.values(), free]))
+            elif c.kind == "text":
+                self.controls[c.name] = self.prompt
+        if "text" in caps and self.prompt not in rows:
+            rows.append(self.prompt)
+        extra = []
+        if "steps" in caps:
+            sampler = gen.card.get("sampler") or {}
+            self.steps.value = int(sampler.get("steps", self.steps.value))
+            extra.append(self.steps)
+        if "guidance" in caps:
+            sampler = gen.card.get("sampler") or {}
+            self.guidance.value = float(sampler.get("guidance", self.guidance.value))
+            extra.append(self.guidance)
+        if extra:
+            rows.append(W.HBox(extra))
+        self.condition_box.children = rows
+
+    def conditions(self) -> dict:
+        """The conditions the controls ask for (unset ones left out)."""
+        out: dict = {}
+        for name, ctl in self.controls.items():
+            if isinstance(ctl, tuple) and isinstance(ctl[0], dict):  # findings
+                boxes, free = ctl
+                if not free.value:
+                    out[name] = [f for f, b in boxes.items() if b.value]
+            elif isinstance(ctl, tuple):  # continuous
+                slider, free = ctl
+                if not free.value:
+                    out[name] = float(slider.value)
+            elif isinstance(ctl, W.ToggleButtons):
+                if ctl.value != ANY:
+                    out[name] = ctl.value
+        return out
+
+    def request(self) -> dict:
+        """Keyword arguments of the next ``Generator.sample`` call."""
+        gen = self.session.generator()
+        kw: dict = {"conditions": self.conditions() or None, "seed": int(self.seed.value)}
+        if "text" in gen.capabilities and self.prompt.value.strip():
+            kw["prompt"] = self.prompt.value.strip()
+        if "steps" in gen.capabilities:
+            kw["steps"] = int(self.steps.value)
+        if "guidance" in gen.capabilities:
+            kw["guidance"] = float(self.guidance.value)
+        return kw
+
+    # ------------------------------------------------------------------ work
+    def generate(self):
+        """Draw images with the current controls in the background; a newer click supersedes."""
+        kw, n, name = self.request(), int(self.n.value), self.session.active
+        gen = self.session.generator(name)
+        gen.conditions.validate(kw["conditions"] or {})  # errors show before any work starts
+
+        def work(job):
+            samples = gen.sample(n, callback=job.progress, **kw)
+            job.progress(n, n)
+            table = describe_samples(self.session, samples)
+            return samples, table
+
+        def done(result):
+            samples, table = result
+            self.session.add_samples(samples, name)
+            self.show(samples, table)
+            self.status.value = f"<span class='msx-caption'>{len(samples)} images from {html.escape(name)}</span>"
+
+        return self.run_job(work, done, label=f"sampling {n} from {name}")
+
+    def show(self, samples, table) -> None:
+        """Put samples and their description in the grid."""
+        self.last_samples, self.last_table = samples, table
+        self.grid.children = [thumb_grid(samples.images, [_caption(r) for _, r in table.iterrows()], width=112, columns=8)]
+
+
+def _caption(row) -> str:
+    asked = []
+    if "age" in row and row["age"] == row["age"]:
+        asked.append(f"{float(row['age']):.0f}y")
+    if "sex" in row:
+        asked.append(str(row["sex"]))
+    findings = [f for f in ("cardiomegaly", "nodule", "effusion", "pneumothorax") if f in row and row[f] == 1]
+    lines = [f"<b>asked</b> {' '.join(asked)} {', '.join(findings) or 'no finding'}"]
+    seen = [f"{f[2:]} {row[f]:.2f}" for f in ("p_cardiomegaly", "p_nodule", "p_effusion", "p_pneumothorax") if f in row and row[f] >= 0.5]
+    if "p_female" in row:
+        sex = "F" if row["p_female"] >= 0.5 else "M"
+        lines.append(f"<b>seen</b> {row['age_seen']:.0f}y {sex} {', '.join(seen) or 'no finding'}")
+    if "clip_score" in row and np.isfinite(row["clip_score"]):
+        lines.append(f"CLIPScore {row['clip_score']:.1f}")
+    return "<br>".join(lines)
