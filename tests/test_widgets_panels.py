@@ -1,0 +1,157 @@
+"""Fairness, Trilemma, Privacy, Model card and Turing panels, driven as the browser would (no browser).
+
+Each test builds a panel on a tiny session (a seeded toy generator, the pixel
+encoder), sets widget values, clicks buttons, and checks the session and what
+the panel shows. A synchronous job runner makes results ready after a click.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medsynth_explore.checkpoint import new_card
+from medsynth_explore.data import ImageSet
+from medsynth_explore.errors import DataError
+from medsynth_explore.generators import Generator
+from medsynth_explore.generators.conditions import condition_distribution, phantomcxr_schema
+from medsynth_explore.jobs import JobRunner
+from medsynth_explore.session import Session
+
+SIZE = 16
+pytestmark = pytest.mark.filterwarnings("ignore:FID from .* samples")
+
+
+class Rings(Generator):
+    """Tiny seeded generator: a ring whose radius follows age, brighter for F; effusion darkens the bottom rows."""
+
+    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
+        yy, xx = np.mgrid[:SIZE, :SIZE]
+        rr = np.hypot(yy - SIZE / 2, xx - SIZE / 2)
+        out = np.empty((len(cond_table), 1, SIZE, SIZE), np.float32)
+        for i, (s, row) in enumerate(zip(rng_seed, cond_table.itertuples())):
+            rng = np.random.default_rng(int(s))
+            r = 2 + row.age / 20
+            img = 0.2 + (0.5 if row.sex == "F" else 0.35) * (np.abs(rr - r) < 1.5) + rng.normal(0, 0.08, (SIZE, SIZE))
+            if row.effusion:
+                img[-4:] *= 0.5
+            out[i, 0] = np.clip(img, 0, 1)
+        return out
+
+
+class Broken(Generator):
+    """A generator whose sampling always fails (for the error paths)."""
+
+    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
+        raise DataError("broken generator: this model cannot sample (test double).")
+
+
+def _card(name="rings", family="physics", **extra):
+    schema = phantomcxr_schema()
+    rng = np.random.default_rng(1)
+    seen = pd.DataFrame({"age": rng.integers(20, 80, 200), "sex": rng.choice(["F", "M"], 200), "cardiomegaly": 0,
+                         "nodule": 0, "effusion": rng.integers(0, 2, 200), "pneumothorax": 0})
+    card = {"name": name, "family": family, "architecture": {"image_size": SIZE}, "conditions": schema.to_dict(),
+            "capabilities": ["conditions"], "training_data": {"condition_distribution": condition_distribution(seen, schema)}}
+    card.update(extra)
+    return card
+
+
+def _reference(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    meta = pd.DataFrame({"age": rng.integers(20, 80, n), "sex": rng.choice(["F", "M"], n), "site": rng.choice(["A", "B"], n),
+                         "cardiomegaly": 0, "nodule": 0, "effusion": rng.integers(0, 2, n), "pneumothorax": 0})
+    imgs = Rings(_card()).sample(n, conditions={"age": meta.age.to_numpy(float), "sex": meta.sex.tolist(),
+                                                 "findings": [["effusion"] if e else [] for e in meta.effusion]}, seed=99 + seed).images
+    return ImageSet(imgs, meta, {"source": "test"})
+
+
+@pytest.fixture
+def session():
+    return Session(reference=_reference(), generators=[Rings(_card())], encoder="pixels")
+
+
+def sync():
+    return JobRunner(synchronous=True)
+
+
+# ---------------------------------------------------------------------------- fairness
+
+
+def test_fairness_columns_offers_shared_low_cardinality_columns():
+    from medsynth_explore.widgets.fairness import fairness_columns
+
+    real = _reference().metadata
+    assert fairness_columns(real) == ["age", "sex", "site", "effusion"]  # constant findings are no groups
+    syn = real[["age", "sex", "effusion"]].assign(seed=1, prompt="x")
+    assert fairness_columns(real, syn) == ["age", "sex", "effusion"]
+    many = pd.DataFrame({"ward": [f"w{i}" for i in range(30)], "sex": ["F", "M"] * 15})
+    assert fairness_columns(many) == ["sex"]
+    assert fairness_columns(many, max_levels=40) == ["ward", "sex"]
+
+
+def test_fairness_panel_bars_match_session_and_mark_the_worst_group(session):
+    from medsynth_explore.widgets.fairness import FairnessPanel
+
+    panel = FairnessPanel(session, runner=sync())
+    assert [v for _, v in panel.by.options] == ["age", "sex", "site", "effusion"]  # reference's columns before samples
+    session.generate(60, seed=3)
+    assert [v for _, v in panel.by.options] == ["age", "sex", "effusion"]  # site: the generator does not record it
+    assert panel.by.value == ("sex",)
+    panel.metric.value = "coverage"
+    panel.n_boot.value = 20
+    panel.compute_button.click()
+    assert panel.last_error is None, panel.last_error
+    direct = session.fairness(by=["sex"], metric="coverage", n_boot=20)
+    pd.testing.assert_frame_equal(panel.result, direct)  # same seed inside the session: same intervals
+    bars = [d for d in panel.figure.data if d.type == "bar"]
+    shown = {x: y for d in bars for x, y in zip(d.x, d.y)}
+    assert shown == dict(zip(direct.group, direct.value))
+    worst_trace = next(d for d in bars if d.name == "worst subgroup")
+    assert list(worst_trace.x) == [direct.attrs["worst"]]
+    assert worst_trace.marker.color != next(d for d in bars if d.name == "subgroup").marker.color
+    upper = np.asarray(worst_trace.error_y.array)
+    w = direct[direct.worst].iloc[0]
+    assert upper[0] == pytest.approx(max(w.ci_high - w.value, 0))
+    assert panel.figure.layout.annotations[0].text == f"worst: {direct.attrs['worst']}"
+    assert f"ratio min/max {direct.attrs['ratio']:.3g}" in panel.summary.value
+    assert f"difference {direct.attrs['difference']:.3g}" in panel.summary.value
+    line = next(d for d in panel.figure.data if d.name == "all images")
+    assert line.y[0] == pytest.approx(session.metrics(names=["coverage"])["coverage"])
+
+
+def test_fairness_panel_intersections_and_lower_is_better(session):
+    from medsynth_explore.widgets.fairness import FairnessPanel
+
+    session.generate(80, seed=4)
+    panel = FairnessPanel(session, runner=sync())
+    panel.by.value = ("sex", "effusion")
+    panel.metric.value = "fid"
+    panel.n_boot.value = 10
+    panel.min_group.value = 5
+    panel.compute_button.click()
+    assert panel.last_error is None, panel.last_error
+    groups = set(panel.result.group)
+    assert groups and all(" & " in g for g in groups)
+    worst = panel.result.loc[panel.result.worst, "group"].item()
+    assert panel.result.set_index("group").value.idxmax() == worst  # FID: the highest is the worst
+    assert "lower is better" in panel.figure.layout.yaxis.title.text
+
+
+def test_fairness_panel_errors_in_words(session):
+    from medsynth_explore.widgets.fairness import FairnessPanel
+
+    panel = FairnessPanel(session, runner=sync())
+    panel.compute_button.click()  # no samples yet: must not raise
+    assert "no synthetic images" in panel.last_error and "msx-error" in panel.error.value
+    session.generate(20, seed=5)
+    panel.by.value = ()
+    panel.compute_button.click()
+    assert "choose at least one column" in panel.last_error
+    panel.by.value = ("age",)
+    panel.min_group.value = 100
+    panel.compute_button.click()  # raised inside the background job
+    assert "no subgroup" in panel.last_error and panel.result is None
