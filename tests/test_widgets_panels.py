@@ -155,3 +155,54 @@ def test_fairness_panel_errors_in_words(session):
     panel.min_group.value = 100
     panel.compute_button.click()  # raised inside the background job
     assert "no subgroup" in panel.last_error and panel.result is None
+
+
+# ---------------------------------------------------------------------------- trilemma
+
+
+def test_trilemma_panel_measures_every_generator(session):
+    from medsynth_explore.widgets.trilemma import TrilemmaPanel
+
+    session.add_generator(Rings(_card("rings-b", family="vae")))
+    panel = TrilemmaPanel(session, runner=sync())
+    panel.n.value, panel.seed.value = 32, 7
+    panel.run_button.click()
+    assert panel.last_error is None, panel.last_error
+    t = panel.result
+    assert t.generator.tolist() == ["rings", "rings-b"] and (t.n == 32).all()
+    assert (t.images_per_s > 0).all() and np.isfinite(t.fid).all()
+    # same generator class, same seed: same images, so the quality numbers agree; speed is measured separately
+    assert t.fid.iloc[0] == pytest.approx(t.fid.iloc[1]) and t.coverage.iloc[0] == pytest.approx(t.coverage.iloc[1])
+    assert [d.name for d in panel.figure.data] == ["rings", "rings-b"]
+    assert panel.figure.layout.xaxis.type == "log"
+    assert [d.y[0] for d in panel.figure.data] == pytest.approx(t.fid.tolist())
+    assert [d.x[0] for d in panel.figure.data] == pytest.approx(t.images_per_s.tolist())
+    panel.y_axis.value = "coverage"  # redraws from the stored result, no new measurement
+    assert [d.y[0] for d in panel.figure.data] == pytest.approx(t.coverage.tolist())
+    assert "Coverage" in panel.figure.layout.yaxis.title.text
+    assert "rings-b" in panel.table.value and "Speed (images/s)" in panel.table.value
+    assert "images per generator" in panel.note.value
+
+
+def test_trilemma_table_bolds_the_best_of_each_column():
+    from medsynth_explore.widgets.trilemma import trilemma_table_html
+
+    t = pd.DataFrame({"generator": ["slow", "fast"], "family": ["diffusion", "gan"], "images_per_s": [2.0, 500.0],
+                      "fid": [1.5, 9.0], "precision": [0.9, 0.8], "recall": [0.7, 0.1], "coverage": [0.8, 0.3], "n": 64})
+    html = trilemma_table_html(t)
+    rows = html.split("<tr>")[2:]
+    assert "<b>1.5</b>" in rows[0] and "<b>0.9</b>" in rows[0] and "<b>0.7</b>" in rows[0] and "<b>0.8</b>" in rows[0]
+    assert "<b>500</b>" in rows[1] and rows[1].count("<b>") == 1
+    assert "<b>" not in trilemma_table_html(t.iloc[:1])  # one generator: nothing to compare
+
+
+def test_trilemma_panel_error_from_a_generator_shows_in_the_panel(session):
+    from medsynth_explore.widgets.trilemma import TrilemmaPanel
+
+    session.add_generator(Broken(_card("broken")))
+    panel = TrilemmaPanel(session, runner=sync())
+    panel.n.value = 16
+    panel.run_button.click()  # must not raise
+    assert "broken generator" in panel.last_error and "msx-error" in panel.error.value
+    assert panel.result is None and len(panel.figure.data) == 0
+    assert panel.progress.layout.visibility == "hidden"
