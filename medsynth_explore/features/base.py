@@ -255,7 +255,7 @@ class Encoder:
 
         arr = to_image_array(images)
         n = len(arr)
-        bs = int(batch_size or self.default_batch_size)
+        bs = self.default_batch_size if batch_size is None else int(batch_size)
         if bs < 1:
             raise FeatureError(f"batch_size must be at least 1, got {batch_size}.")
         out = np.empty((n, self.dim), dtype=np.float32)
