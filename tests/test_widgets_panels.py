@@ -206,3 +206,86 @@ def test_trilemma_panel_error_from_a_generator_shows_in_the_panel(session):
     assert "broken generator" in panel.last_error and "msx-error" in panel.error.value
     assert panel.result is None and len(panel.figure.data) == 0
     assert panel.progress.layout.visibility == "hidden"
+
+
+# ---------------------------------------------------------------------------- privacy
+
+
+class Copier(Generator):
+    """Returns training images verbatim (a memorising generator)."""
+
+    def __init__(self, card, images):
+        super().__init__(card)
+        self.images = images
+
+    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
+        return self.images[np.asarray(rng_seed) % len(self.images)]
+
+
+def test_privacy_panel_histograms_pairs_and_copy_rate(session):
+    from medsynth_explore.widgets.privacy import PrivacyPanel
+
+    session.generate(40, seed=6)
+    panel = PrivacyPanel(session, runner=sync())
+    panel.quantile.value = 0.05
+    panel.compute_button.click()
+    assert panel.last_error is None, panel.last_error
+    direct = session.privacy(quantile=0.05)
+    hold, syn = panel.figure.data[0], panel.figure.data[1]
+    np.testing.assert_allclose(hold.x, direct["holdout_to_train"])
+    np.testing.assert_allclose(syn.x, direct["synthetic_to_train"])
+    assert hold.xbins.size == syn.xbins.size and hold.histnorm == "probability"
+    assert panel.figure.layout.shapes[0].x0 == pytest.approx(direct["threshold"])
+    assert f"{100 * direct['copy_rate']:.1f}%" in panel.summary.value
+    assert "No training set was given" in panel.source.value
+    assert len(panel.pairs.children) == 6
+    first = panel.pairs.children[0]
+    j, i, d = direct["closest"][0]
+    assert f"distance <b>{d:.3g}</b>" in first.children[1].value and f"synthetic #{j}" in first.children[1].value
+    from medsynth_explore.widgets.common import png_bytes
+
+    assert first.children[0].children[0].value == png_bytes(session.synthetic["rings"].images[j])
+    assert first.children[0].children[1].value == png_bytes(direct["train"].images[i])
+    panel.n_pairs.value = 2
+    assert len(panel.pairs.children) == 2
+
+
+def test_privacy_panel_flags_a_memorising_generator():
+    from medsynth_explore.widgets.privacy import PrivacyPanel, privacy_summary
+
+    ref = _reference(120)
+    parts = ref.split({"train": 0.5, "holdout": 0.5}, seed=0)
+    gen = Copier(_card("copier"), parts["train"].images)
+    s = Session(reference=ref, generators=[gen], encoder="pixels", train=parts["train"], holdout=parts["holdout"])
+    s.generate(30, seed=0)
+    panel = PrivacyPanel(s, runner=sync())
+    panel.compute_button.click()
+    assert panel.last_error is None, panel.last_error
+    summary = privacy_summary(panel.result)
+    assert summary["copy_rate"] == 1.0 and summary["p_value"] < 1e-6
+    assert "100.0%" in panel.summary.value and "training images given to the session" in panel.source.value
+    assert all(d == pytest.approx(0, abs=1e-5) for _, _, d in panel.result["closest"])
+    assert "below threshold" in panel.pairs.children[0].children[1].value
+
+
+def test_privacy_summary_expected_rate_and_errors():
+    from medsynth_explore.widgets.privacy import privacy_summary
+
+    hold = np.linspace(1, 2, 1001)
+    res = {"synthetic_to_train": np.linspace(1, 2, 500), "holdout_to_train": hold, "quantile": 0.05,
+           "threshold": float(np.quantile(hold, 0.05))}
+    s = privacy_summary(res)
+    assert s["n_close"] == 25 and s["ratio"] == pytest.approx(1.0) and s["p_value"] > 0.3  # same distribution: no excess
+    near = privacy_summary(dict(res, synthetic_to_train=np.r_[np.full(50, 0.5), np.linspace(1, 2, 450)]))
+    assert near["n_close"] == 50 + 23 and near["ratio"] > 2 and near["p_value"] < 1e-6
+    assert s["n"] == 500 and s["median_holdout"] == pytest.approx(np.median(hold))
+    with pytest.raises(DataError, match="no synthetic distances"):
+        privacy_summary(dict(res, synthetic_to_train=np.array([])))
+
+
+def test_privacy_panel_without_samples_says_so(session):
+    from medsynth_explore.widgets.privacy import PrivacyPanel
+
+    panel = PrivacyPanel(session, runner=sync())
+    panel.compute_button.click()
+    assert "no synthetic images of rings yet" in panel.last_error and panel.result is None
