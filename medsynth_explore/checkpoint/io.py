@@ -136,12 +136,12 @@ def detect_format(path: str | os.PathLike) -> str:
             head = f.read(16)
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint file {str(path)!r} does not exist; check the path.") from exc
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return "pickle"
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n <= _MAX_HEADER and head[8:9] == b"{":
             return "safetensors"
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+        return "pickle"
     return "unknown"
 
 

@@ -17,8 +17,9 @@ Each image gets its own 63-bit seed derived from the run ``seed`` and the
 image's position (:func:`image_seeds`). ``_generate`` receives these per-image
 seeds and must draw all of an image's randomness from its own seed (see
 :func:`randn_per_image`). The image at position ``i`` therefore does not
-depend on ``batch_size``, and the first ``k`` images of ``sample(n, seed=s)``
-equal those of ``sample(k, seed=s)`` when the conditions are given.
+depend on ``batch_size`` (up to floating-point rounding of batched
+convolutions), and the first ``k`` images of ``sample(n, seed=s)`` equal those
+of ``sample(k, seed=s)`` when the conditions are given.
 """
 
 from __future__ import annotations
@@ -379,7 +380,8 @@ class Generator:
             the model card); passing them to other models raises
             :class:`CapabilityError`.
         batch_size : int, optional
-            Images per forward pass; does not change the result.
+            Images per forward pass; does not change the result (beyond
+            floating-point rounding).
         callback : callable(done, total), optional
             Called after each batch; return ``False`` to cancel
             (:class:`CancelledError` is raised).
