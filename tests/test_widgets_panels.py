@@ -289,3 +289,77 @@ def test_privacy_panel_without_samples_says_so(session):
     panel = PrivacyPanel(session, runner=sync())
     panel.compute_button.click()
     assert "no synthetic images of rings yet" in panel.last_error and panel.result is None
+
+
+# ---------------------------------------------------------------------------- model card
+
+
+def _full_card(name="rings-vae"):
+    schema = phantomcxr_schema()
+    return new_card(
+        name, "vae", {"image_size": SIZE, "channels": 1, "latent_dim": 8},
+        description="A toy conditional model for tests.",
+        conditions=schema.to_dict(),
+        capabilities=["conditions", "inpaint"],
+        training_data={"dataset": "PhantomCXR", "version": "1.0.0", "size": 5600, "seed": 3, "content_hash": "c0ffee" * 4,
+                       "condition_distribution": _card()["training_data"]["condition_distribution"]},
+        training={"epochs": 12, "lr": 0.002, "time_seconds": 723.4, "machine": "Linux x86_64, 2 CPU(s)",
+                  "history": [{"epoch": 11, "loss": 0.25}, {"epoch": 12, "loss": 0.24}]},
+        sampler_defaults={"sampler": "vae-prior", "temperature": 1.0},
+        intended_use="Teaching <only>.",
+        limitations=["Blurry samples.", "Never saw a real radiograph."],
+        metrics={"fid_pixels": 12.3456, "coverage": 0.71},
+        license="BSD-3-Clause",
+    )
+
+
+def test_card_html_renders_every_section():
+    from medsynth_explore.widgets.card import card_html
+
+    out = card_html(_full_card(), sha256="ab12" * 16, path="/models/rings-vae.safetensors")
+    for text in ("<h3>rings-vae</h3>", ">vae</span>", "ab12" * 16, "/models/rings-vae.safetensors", "BSD-3-Clause",
+                 "1 × 16 × 16 (C × H × W)", "Teaching &lt;only&gt;.", "<li>Blurry samples.</li>",
+                 "<li>Never saw a real radiograph.</li>", "18 to 90", "F, M", "any of cardiomegaly, nodule, effusion, pneumothorax",
+                 "<td>training time</td><td>12 min 3 s</td>", "Linux x86_64, 2 CPU(s)", "<td>dataset</td><td>PhantomCXR</td>",
+                 "<td>size</td><td>5600</td>", "<td>sampler</td><td>vae-prior</td>", "<td>fid_pixels</td><td>12.35</td>",
+                 "<td>coverage</td><td>0.71</td>", "<td>latent_dim</td><td>8</td>"):
+        assert text in out, text
+    assert "findings_by" not in out and "training distribution of the conditions" in out  # summarised, not dumped
+    bare = card_html({"name": "x<y>", "family": "gan", "architecture": {}})
+    assert "<h3>x&lt;y&gt;</h3>" in bare and "Unconditional" in bare and "no metrics recorded" in bare
+
+
+def test_card_html_of_the_physics_simulator():
+    from medsynth_explore.generators.physics import PhysicsGenerator
+    from medsynth_explore.widgets.card import card_html
+
+    gen = PhysicsGenerator(size=32)
+    out = card_html(gen.card, sha256=gen.sha256)
+    assert "phantomcxr-physics" in out and gen.sha256 in out and "Reference data and ground truth" in out
+    assert "1 × 32 × 32" in out and "<h4>Known limitations</h4><ul><li>" in out
+
+
+def test_card_panel_follows_the_active_generator(session):
+    from medsynth_explore.widgets.card import CardPanel
+
+    other = _full_card()
+    session.add_generator(Rings(other, sha256="f00d" * 16))
+    panel = CardPanel(session, runner=sync())
+    assert panel.last_error is None and "<h3>rings</h3>" in panel.body.value
+    assert panel.generator.options == ("rings", "rings-vae") and panel.activate_button.disabled
+    session.set_active("rings-vae")  # e.g. from another panel
+    assert panel.generator.value == "rings-vae" and "<h3>rings-vae</h3>" in panel.body.value and "f00d" * 16 in panel.body.value
+    panel.generator.value = "rings"  # view only
+    assert session.active == "rings-vae" and "<h3>rings</h3>" in panel.body.value and "Viewing rings" in panel.body.value
+    panel.activate_button.click()
+    assert session.active == "rings" and "Viewing" not in panel.body.value
+
+
+def test_card_panel_without_generators_says_what_to_do():
+    from medsynth_explore.widgets.card import CardPanel
+
+    s = Session(reference=_reference(20), generators=[], encoder="pixels")
+    panel = CardPanel(s, runner=sync())  # must not raise
+    assert "no generator is loaded" in panel.last_error and "msx-error" in panel.error.value
+    s.add_generator(Rings(_card()))
+    assert panel.last_error is None and "<h3>rings</h3>" in panel.body.value
