@@ -363,3 +363,96 @@ def test_card_panel_without_generators_says_what_to_do():
     assert "no generator is loaded" in panel.last_error and "msx-error" in panel.error.value
     s.add_generator(Rings(_card()))
     assert panel.last_error is None and "<h3>rings</h3>" in panel.body.value
+
+
+# ---------------------------------------------------------------------------- Turing test
+
+
+def test_turing_panel_runs_a_study_and_saves_answers(session, tmp_path):
+    from medsynth_explore.turing import load_answers
+    from medsynth_explore.widgets.common import png_bytes
+    from medsynth_explore.widgets.turing import TuringPanel
+
+    panel = TuringPanel(session, runner=sync())
+    assert panel.real_button.disabled
+    panel.reader.value, panel.out_dir.value = "ana", str(tmp_path / "answers")
+    panel.n.value, panel.seed.value = 6, 3
+    panel.ask_confidence.value = True
+    assert panel.confidence.layout.display == ""
+    panel.start_button.click()
+    assert panel.last_error is None, panel.last_error
+    assert len(session.synthetic["rings"]) == 6  # drawn in the background because there were none
+    study = panel.study
+    assert len(study) == 12 and not panel.real_button.disabled
+    assert panel.position.value == "<b>Image 1 of 12</b>"
+    assert panel.image.value == png_bytes(study.current_image(), scale=panel.display_px // SIZE)
+    panel.confidence.value = 0.9
+    for k in range(12):  # a perfect reader (the test knows the truth)
+        truth = study.items.truth.iloc[k]
+        (panel.synthetic_button if truth == "synthetic" else panel.real_button).click()
+        if k == 0:
+            assert panel.position.value == "<b>Image 2 of 12</b>"
+    assert panel.last_error is None, panel.last_error
+    assert study.finished and panel.real_button.disabled and panel.synthetic_button.disabled
+    saved = load_answers(tmp_path / "answers" / "ana.jsonl")
+    assert len(saved) == 12 and (saved.truth == saved.answer).all() and (saved.confidence == 0.9).all()
+    overall = panel.scores[panel.scores.group == "overall"].set_index("measure")
+    assert overall.loc["accuracy", "value"] == 1.0 and overall.loc["accuracy", "n"] == 12
+    assert "better than chance" in panel.results.value and "sex=F" in panel.results.value
+    assert "ana.jsonl" in panel.results.value
+
+
+def test_turing_panel_resumes_a_reader_and_uses_existing_samples(session, tmp_path):
+    from medsynth_explore.widgets.turing import TuringPanel
+
+    session.generate(8, seed=1)
+    first = TuringPanel(session, runner=sync())
+    first.reader.value, first.out_dir.value, first.n.value = "ben", str(tmp_path), 4
+    first.start_button.click()
+    assert len(session.synthetic["rings"]) == 8  # enough samples: nothing drawn
+    for _ in range(3):
+        first.real_button.click()
+    again = TuringPanel(session, runner=sync())
+    again.reader.value, again.out_dir.value, again.n.value = "ben", str(tmp_path), 4
+    again.start_button.click()
+    assert again.study.position == 3 and "resuming after 3" in again.status.value
+    assert again.position.value == "<b>Image 4 of 8</b>"
+    assert again.study.items.equals(first.study.items)  # same seed: same sequence
+    for _ in range(5):
+        again.synthetic_button.click()
+    assert again.study.finished and again.scores is not None
+    acc = again.scores.set_index(["group", "measure"]).loc[("overall", "accuracy")]
+    truth = again.study.items.truth.tolist()
+    expected = (sum(t == "real" for t in truth[:3]) + sum(t == "synthetic" for t in truth[3:])) / 8
+    assert acc["value"] == pytest.approx(expected)
+
+
+def test_turing_report_bins_age_and_pivots():
+    from medsynth_explore.widgets.turing import subgroup_table, turing_report
+
+    a = pd.DataFrame({"truth": ["real", "synthetic"] * 6, "answer": ["real", "synthetic", "synthetic", "real"] * 3,
+                      "age": [25, 25, 45, 45, 65, 65, 80, 80, 25, 45, 65, 80], "sex": ["F"] * 12, "effusion": [0, 1] * 6})
+    r = turing_report(a)
+    assert "sex=F" not in set(r.group)  # one level: no subgroup
+    assert {"age_group=18-39", "age_group=40-59", "age_group=60-74", "age_group=75-90", "effusion=0"} <= set(r.group)
+    table = subgroup_table(r)
+    assert table.columns.tolist() == ["group", "accuracy", "sensitivity", "specificity"]
+    assert table.group.iloc[0] == "overall" and table.accuracy.iloc[0].startswith("0.50 [")
+    eff0 = table.set_index("group").loc["effusion=0"]
+    assert eff0.sensitivity == "n=0"  # every effusion=0 row is real
+
+
+def test_turing_panel_errors_in_words(session, tmp_path):
+    from medsynth_explore.widgets.turing import TuringPanel
+
+    panel = TuringPanel(session, runner=sync())
+    panel.real_button.disabled = False  # as if the browser sent a click anyway
+    panel.real_button.click()
+    assert "press Start first" in panel.last_error
+    panel.reader.value = "  "
+    panel.start_button.click()
+    assert "enter a reader name" in panel.last_error and len(session.synthetic["rings"]) == 0
+    panel.reader.value, panel.out_dir.value, panel.n.value = "a/b", str(tmp_path), 3
+    panel.start_button.click()  # rejected by TuringStudy inside the job
+    assert "path separators" in panel.last_error and panel.study is None
+    assert panel.real_button.disabled
