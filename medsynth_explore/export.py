@@ -248,6 +248,9 @@ def _write_shard(gen_ref: Any, out: str, token: str, k: int, start: int, count: 
         ) from exc
     if plan.get("token") != token:
         raise DataError(f"the export folder {out!r} was changed by another export while this one ran; run again.")
+    done = _load_record(folder, k, token)
+    if done is not None:  # run again after it finished (e.g. a retried task): keep the files as they are
+        return done
     gen = resolve_generator(gen_ref)
     ims = sample_shard(gen, count, seed, conditions, settings.get("prompt"), settings.get("steps"), settings.get("guidance"))
     width = int(settings["name_width"])

@@ -240,10 +240,12 @@ def _run_on_dask(client, func, arguments, weights, callback, name) -> list:
         for k, args in enumerate(arguments)
     ]
     position = {f.key: k for k, f in enumerate(futures)}
-    results: list = [None] * len(futures)
+    live = dict(zip(position, futures))
+    del futures
+    results: list = [None] * len(live)
     total, done, finished = sum(weights), 0, 0
     try:
-        for fut in as_completed(futures):
+        for fut in as_completed(list(live.values())):
             k = position[fut.key]
             try:
                 results[k] = fut.result()
@@ -252,14 +254,17 @@ def _run_on_dask(client, func, arguments, weights, callback, name) -> list:
                     f"shard {k} was lost with its worker several times in a row ({exc}); "
                     "the workers may be running out of memory. Finished shards are kept: fix the cause and run again."
                 ) from exc
+            # Forget the result on the cluster at once: a result still referenced when
+            # its worker dies would be computed again by the scheduler.
+            live.pop(fut.key).release()
+            del fut
             finished += 1
             done += weights[k]
             if callback is not None and callback(done, total) is False:
-                raise CancelledError(f"cancelled after {finished} of {len(futures)} shards.")
+                raise CancelledError(f"cancelled after {finished} of {len(results)} shards.")
     finally:
-        pending = [f for f in futures if not f.done()]
-        if pending:
-            client.cancel(pending)
+        if live:
+            client.cancel(list(live.values()))
     return results
 
 
@@ -479,11 +484,14 @@ def _resolve_metric(metric: Any) -> Callable[[], Any]:
         from . import metrics as metric_module
 
         names = {n.lower(): n for n in dir(metric_module)}
-        for cand in (metric, f"Streaming{metric.upper()}", f"Streaming{metric.capitalize()}"):
-            attr = names.get(cand.lower())
-            if attr is not None and callable(getattr(metric_module, attr)):
-                return getattr(metric_module, attr)
-        raise DataError(f"unknown streaming metric {metric!r}; pass a class such as medsynth_explore.metrics.StreamingFID.")
+        for cand in (f"streaming{metric}", metric):
+            attr = names.get(cand.lower().replace("-", "").replace("_", ""))
+            obj = getattr(metric_module, attr, None) if attr else None
+            if isinstance(obj, type) and hasattr(obj, "update"):
+                return obj
+        raise DataError(
+            f"unknown streaming metric {metric!r}; use e.g. 'fid', 'kid' or a class such as medsynth_explore.metrics.StreamingFID."
+        )
     if hasattr(metric, "update") and not isinstance(metric, type):
         template = copy.deepcopy(metric)
         if hasattr(template, "reset"):
