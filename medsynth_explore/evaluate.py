@@ -1,0 +1,491 @@
+"""``evaluate``: every chosen metric, overall and per subgroup, in one :class:`Report`.
+
+>>> import numpy as np, pandas as pd
+>>> from medsynth_explore.evaluate import evaluate
+>>> rng = np.random.default_rng(0)
+>>> real, syn = rng.normal(size=(200, 8)), rng.normal(size=(150, 8)) + 0.5
+>>> rep = evaluate(real, syn, metrics=["fid", "coverage"])
+>>> rep.table[["metric", "group", "n_real", "n_synthetic"]].values.tolist()
+[['fid', 'all', 200, 150], ['coverage', 'all', 200, 150]]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import platform
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import MetricError
+from .metrics import cmmd, copy_rate, ct_test, fid, kid, nn_distances, prdc
+from .metrics.subgroups import AGE_BINS, GroupResult, bootstrap_ci, group_labels
+
+__all__ = ["evaluate", "Report", "DEFAULT_METRICS", "PRIVACY_METRICS", "KNOWN_METRICS"]
+
+DEFAULT_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
+PRIVACY_METRICS = ("authenticity", "copy_rate", "ct")
+KNOWN_METRICS = DEFAULT_METRICS + ("kid_std", "cmmd") + PRIVACY_METRICS
+_PRDC = ("precision", "recall", "density", "coverage")
+LOWER_IS_BETTER = {"fid", "kid", "kid_std", "cmmd", "copy_rate"}
+TABLE_COLUMNS = ["metric", "group", "value", "ci_low", "ci_high", "n_real", "n_synthetic"]
+
+
+# ---------------------------------------------------------------------------------- inputs
+def _as_side(x: Any, name: str, metadata: Optional[pd.DataFrame]):
+    """(images or None, features or None, metadata, provenance) of one input."""
+    from .data import ImageSet, load_dataset
+
+    if isinstance(x, (str, Path)):
+        x = load_dataset(x)
+    if isinstance(x, ImageSet):
+        md = metadata if metadata is not None else x.metadata
+        return x, None, md, dict(x.provenance)
+    arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if arr.ndim == 2:
+        md = metadata if metadata is not None else pd.DataFrame(index=pd.RangeIndex(len(arr)))
+        return None, arr, md, {"source": "precomputed features"}
+    if arr.ndim == 4:
+        s = ImageSet(arr, metadata)
+        return s, None, s.metadata, dict(s.provenance)
+    raise MetricError(
+        f"{name} must be an ImageSet, a folder path, images (N, C, H, W) or features (N, D); got an array of shape {arr.shape}."
+    )
+
+
+def _versions() -> dict:
+    from importlib import metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg, dist in (("numpy", "numpy"), ("torch", "torch"), ("medsynth_explore", "medsynth-explore")):
+        try:
+            out[pkg] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    if out["medsynth_explore"] is None:
+        import medsynth_explore
+
+        out["medsynth_explore"] = getattr(medsynth_explore, "__version__", None)
+    return out
+
+
+# ---------------------------------------------------------------------------------- report
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [_json_value(x) for x in v.tolist()]
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def _from_json_value(v: Any) -> Any:
+    if v is None:
+        return float("nan")
+    if v == "inf":
+        return float("inf")
+    if v == "-inf":
+        return float("-inf")
+    return v
+
+
+@dataclass
+class Report:
+    """Metric values per group with their provenance.
+
+    Attributes
+    ----------
+    table : DataFrame
+        Columns ``metric, group, value, ci_low, ci_high, n_real, n_synthetic``;
+        ``group`` is ``"all"`` for the whole sets, otherwise labels such as
+        ``"sex=F & age_group=40-59"``.
+    provenance : dict
+        Encoder (id, normalisation), sample counts, seeds, settings, package versions.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"metric": ["fid"], "group": ["all"], "value": [1.5], "ci_low": [np.nan],
+    ...                   "ci_high": [np.nan], "n_real": [10], "n_synthetic": [10]})
+    >>> Report(t, {"encoder": {"id": "pixels-16x16"}}).value("fid")
+    1.5
+    """
+
+    table: pd.DataFrame
+    provenance: dict = field(default_factory=dict)
+
+    def value(self, metric: str, group: str = "all") -> float:
+        """The value of one metric for one group (``"all"`` by default)."""
+        rows = self.table[(self.table["metric"] == metric) & (self.table["group"] == group)]
+        if rows.empty:
+            raise MetricError(f"no {metric!r} value for group {group!r}; metrics: {sorted(self.table['metric'].unique())}.")
+        return float(rows["value"].iloc[0])
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metric names in table order."""
+        return list(dict.fromkeys(self.table["metric"]))
+
+    def group_result(self, metric: str) -> GroupResult:
+        """The per-group values of ``metric`` as a :class:`GroupResult` (gaps, worst group)."""
+        t = self.table[self.table["metric"] == metric]
+        if t.empty:
+            raise MetricError(f"no metric {metric!r} in this report.")
+        overall = t[t["group"] == "all"]
+        groups = t[t["group"] != "all"].set_index("group")
+        bg = groups[["value", "ci_low", "ci_high", "n_synthetic", "n_real"]].rename(columns={"n_synthetic": "n"})
+        ov = overall.iloc[0] if not overall.empty else None
+        return GroupResult(
+            metric,
+            float(ov["value"]) if ov is not None else float("nan"),
+            bg,
+            metric not in LOWER_IS_BETTER,
+            (float(ov["ci_low"]), float(ov["ci_high"])) if ov is not None else (float("nan"), float("nan")),
+        )
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-ready dict (NaN as null, infinities as "inf")."""
+        rows = [{c: _json_value(r[c]) for c in self.table.columns} for _, r in self.table.iterrows()]
+        return {"format": "medsynth-explore-report", "version": 1, "provenance": _json_value(self.provenance), "table": rows}
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write the report as JSON; :meth:`from_json` reads it back."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=2))
+        return p
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "Report":
+        """Read a report written by :meth:`to_json`."""
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            raise MetricError(f"cannot read report {p}: {exc}") from exc
+        if d.get("format") != "medsynth-explore-report":
+            raise MetricError(f"{p} is not a medsynth-explore report (no 'format' marker).")
+        rows = [{k: _from_json_value(v) for k, v in r.items()} for r in d["table"]]
+        table = pd.DataFrame(rows, columns=list(rows[0]) if rows else TABLE_COLUMNS)
+        for c in ("value", "ci_low", "ci_high"):
+            table[c] = table[c].astype(float)
+        for c in ("n_real", "n_synthetic"):
+            table[c] = table[c].astype("Int64") if table[c].isna().any() else table[c].astype(int)
+        return cls(table, d.get("provenance", {}))
+
+    # -- display ----------------------------------------------------------------------------
+    def _table_html(self) -> str:
+        def fmt(v):
+            if isinstance(v, (float, np.floating)):
+                return "" if np.isnan(v) else f"{v:.4g}"
+            return html.escape(str(v))
+
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.table.columns)
+        body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in self.table.itertuples(index=False))
+        return f'<table class="medsynth-report"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def _summary_html(self) -> str:
+        p = self.provenance
+        enc = p.get("encoder", {}) or {}
+        items = [
+            ("encoder", enc.get("id")),
+            ("preparation", enc.get("normalisation")),
+            ("real / synthetic", f"{p.get('n_real')} / {p.get('n_synthetic')}"),
+            ("seed", p.get("seed")),
+            ("bootstrap", p.get("n_boot")),
+            ("versions", ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())),
+        ]
+        return "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in items if v is not None) + "</ul>"
+
+    def _repr_html_(self) -> str:
+        return f"<div><h4>medsynth-explore report</h4>{self._summary_html()}{self._table_html()}</div>"
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write a standalone HTML page with the summary and the table."""
+        style = (
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
+            "td:nth-child(-n+2){text-align:left}"
+        )
+        page = (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>medsynth-explore report</title>"
+            f"<style>{style}</style></head><body><h1>medsynth-explore report</h1>{self._summary_html()}"
+            f"{self._table_html()}<h2>Provenance</h2><pre>{html.escape(json.dumps(_json_value(self.provenance), indent=2))}</pre>"
+            "</body></html>"
+        )
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(page)
+        return p
+
+    def __repr__(self) -> str:
+        enc = (self.provenance.get("encoder") or {}).get("id")
+        return f"Report(encoder={enc!r}, rows={len(self.table)})\n{self.table.to_string(index=False)}"
+
+
+# ---------------------------------------------------------------------------------- engine
+class _Engine:
+    """Computes the chosen metrics on index subsets of the encoded sets."""
+
+    def __init__(self, real, syn, train, metrics, k, kid_subsets, kid_subset_size, seed):
+        self.real, self.syn, self.train = real, syn, train
+        self.metrics, self.k, self.seed = metrics, k, seed
+        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
+        if train is not None and any(m in metrics for m in PRIVACY_METRICS):
+            self.d_syn, self.j_syn = nn_distances(syn, train)
+            if "authenticity" in metrics:
+                self.d_train, _ = nn_distances(train, train, exclude_self=True)
+            if "copy_rate" in metrics:
+                d_held, _ = nn_distances(real, train)
+                self.copy_threshold = float(np.quantile(d_held, 0.01))
+
+    def run(self, ir: np.ndarray, is_: np.ndarray, boot: bool = False, overall: bool = False) -> dict:
+        out: dict = {}
+        r, s = self.real[ir], self.syn[is_]
+        m = self.metrics
+        with warnings.catch_warnings():
+            if boot:
+                warnings.simplefilter("ignore", RuntimeWarning)
+            if "fid" in m:
+                out["fid"] = self._safe(lambda: fid(r, s))
+            if "kid" in m or "kid_std" in m:
+                subsets = max(1, self.kid_subsets // 10) if boot else self.kid_subsets
+                try:
+                    mean, std = kid(r, s, subsets=subsets, subset_size=self.kid_subset_size, seed=self.seed)
+                except MetricError:
+                    mean = std = float("nan")
+                out["kid"], out["kid_std"] = mean, std
+            if "cmmd" in m:
+                out["cmmd"] = self._safe(lambda: cmmd(r, s))
+            if any(x in m for x in _PRDC):
+                if boot:  # duplicated rows would be their own nearest neighbours
+                    r, s = np.unique(r, axis=0), np.unique(s, axis=0)
+                try:
+                    out.update(prdc(r, s, k=self.k))
+                except MetricError:
+                    out.update({x: float("nan") for x in _PRDC})
+            if self.train is not None:
+                if "authenticity" in m:
+                    out["authenticity"] = float(1.0 - (self.d_syn[is_] < self.d_train[self.j_syn[is_]]).mean()) if len(is_) else float("nan")
+                if "copy_rate" in m:
+                    out["copy_rate"] = float((self.d_syn[is_] < self.copy_threshold).mean()) if len(is_) else float("nan")
+                if "ct" in m and overall and not boot:
+                    cells = int(max(1, min(10, len(ir) // 20, len(is_) // 20)))
+                    out["ct"] = self._safe(lambda: ct_test(self.train, r, s, n_cells=cells, seed=self.seed)["ct"])
+        return out
+
+    @staticmethod
+    def _safe(fn: Callable[[], float]) -> float:
+        try:
+            return float(fn())
+        except MetricError:
+            return float("nan")
+
+
+def _run_groups(eng, groups, chosen, n_boot, ci_level, min_group_size, rng, rows) -> None:
+    """Fill ``rows`` with each metric's value and bootstrap interval for each group."""
+    for g, ir, is_ in groups:
+        overall = g == "all"
+        small = len(ir) < (2 if overall else min_group_size) or len(is_) < (2 if overall else min_group_size)
+        vals = {} if small else eng.run(ir, is_, overall=overall)
+        reps: dict = {m: [] for m in chosen}
+        if n_boot and not small:
+            for _ in range(n_boot):
+                br = rng.choice(ir, len(ir), replace=True)
+                bs = rng.choice(is_, len(is_), replace=True)
+                rv = eng.run(br, bs, boot=True)
+                for m in chosen:
+                    reps[m].append(rv.get(m, float("nan")))
+        for m in chosen:
+            lo, hi = bootstrap_ci(reps[m], ci_level) if reps[m] else (float("nan"), float("nan"))
+            rows.append({"metric": m, "group": g, "value": float(vals.get(m, float("nan"))), "ci_low": lo, "ci_high": hi,
+                         "n_real": int(len(ir)), "n_synthetic": int(len(is_))})
+
+
+def evaluate(
+    real: Any,
+    synthetic: Any,
+    encoder: Any = None,
+    metrics: Optional[Sequence[str]] = None,
+    by: Optional[Sequence[str] | str] = None,
+    seed: int = 0,
+    train: Any = None,
+    *,
+    n_boot: int = 20,
+    ci_level: float = 0.95,
+    k: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    min_group_size: int = 10,
+    age_bins: Sequence[float] = AGE_BINS,
+    real_metadata: Optional[pd.DataFrame] = None,
+    synthetic_metadata: Optional[pd.DataFrame] = None,
+    cache: Any = None,
+    batch_size: Optional[int] = None,
+    callback: Optional[Callable[[int, int], Any]] = None,
+) -> Report:
+    """Compare synthetic with real data: metrics overall and per subgroup.
+
+    Parameters
+    ----------
+    real, synthetic : ImageSet, folder path, images (N, C, H, W) or features (N, D)
+        Images are encoded with ``encoder``; 2-D arrays are taken as features
+        already computed (the encoder is then recorded as "precomputed").
+    encoder : str or Encoder, optional
+        See :func:`medsynth_explore.features.get_encoder`; default
+        :func:`~medsynth_explore.features.default_encoder_name`. Always recorded
+        in ``report.provenance["encoder"]``.
+    metrics : list of str, optional
+        From ``fid, kid, kid_std, cmmd, precision, recall, density, coverage,
+        authenticity, copy_rate, ct``. Default: fid, kid, precision, recall,
+        density, coverage, plus authenticity, copy_rate and ct when ``train``
+        is given.
+    by : str or list of str, optional
+        Metadata columns to break results down by (intersections of several);
+        ``"age_group"`` is derived from ``age`` with ``age_bins``.
+    seed : int
+        Seed of KID subsets, bootstrap resampling and k-means (C_T).
+    train : same kinds as ``real``, optional
+        The generator's training set, for privacy metrics. ``real`` then acts
+        as the held-out set (it must not overlap ``train``): copy rate uses
+        the 1st percentile of real-to-train distances, C_T compares real and
+        synthetic distances to train. C_T is reported for the whole sets only.
+    n_boot : int
+        Bootstrap replicates for confidence intervals (0: none). Replicates
+        resample both sides with replacement within each group; PRDC uses the
+        distinct resampled rows and KID a tenth of ``kid_subsets``.
+    k, kid_subsets, kid_subset_size : metric settings.
+    min_group_size : int
+        Groups with fewer rows on a side get NaN values.
+    real_metadata, synthetic_metadata : DataFrame, optional
+        Metadata for feature-array inputs (or to replace an ImageSet's).
+    cache : FeatureCache, path, None or False
+        Feature cache (None: the default on-disk cache; False: none).
+    batch_size, callback : passed to the encoder.
+
+    Returns
+    -------
+    Report
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> md = pd.DataFrame({"sex": ["F", "M"] * 100})
+    >>> rep = evaluate(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)), metrics=["fid"], by="sex",
+    ...                real_metadata=md, synthetic_metadata=md, n_boot=5)
+    >>> rep.table["group"].tolist()
+    ['all', 'sex=F', 'sex=M']
+    """
+    from .features import get_encoder
+    from .features.cache import FeatureCache, encode_cached
+
+    rs, rf, rmd, rprov = _as_side(real, "real", real_metadata)
+    ss, sf, smd, sprov = _as_side(synthetic, "synthetic", synthetic_metadata)
+    if train is not None:
+        ts, tf, _, tprov = _as_side(train, "train", None)
+    else:
+        ts = tf = tprov = None
+    need_encoding = any(v is not None for v in (rs, ss, ts))
+    if need_encoding and any(v is not None for v in (rf, sf, tf)):
+        raise MetricError("give all inputs as images (or ImageSets) or all as feature arrays, not a mix.")
+    if need_encoding:
+        enc = get_encoder(encoder)
+        fc = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache(cache))
+
+        def encode(s):
+            return encode_cached(enc, s, cache=fc, batch_size=batch_size, callback=callback) if fc is not None else enc.encode(s, batch_size=batch_size, callback=callback)
+
+        rf, sf = encode(rs), encode(ss)
+        tf = encode(ts) if ts is not None else None
+        enc_info = enc.describe()
+    else:
+        if encoder is not None:
+            warnings.warn("encoder is ignored: the inputs are already feature arrays.", RuntimeWarning, stacklevel=2)
+        enc_info = {"id": "precomputed", "class": None, "dim": int(np.shape(rf)[1]) if np.ndim(rf) == 2 else None,
+                    "input_size": None, "normalisation": "features given by the caller"}
+    from .metrics._validate import check_features, check_pair
+
+    rf, sf = check_pair(rf, sf, min_n=2)
+    if tf is not None:
+        tf = check_features(tf, "train features", min_n=2)
+        if tf.shape[1] != rf.shape[1]:
+            raise MetricError("train features have a different dimension from real features.")
+    if len(rmd) != len(rf) or len(smd) != len(sf):
+        raise MetricError("metadata must have one row per sample on each side.")
+
+    if metrics is None:
+        chosen = list(DEFAULT_METRICS) + (list(PRIVACY_METRICS) if tf is not None else [])
+    else:
+        chosen = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [m for m in chosen if m not in KNOWN_METRICS]
+    if unknown:
+        raise MetricError(f"unknown metric(s) {unknown}; choose from {list(KNOWN_METRICS)}.")
+    if tf is None and any(m in PRIVACY_METRICS for m in chosen):
+        raise MetricError("privacy metrics (authenticity, copy_rate, ct) need train=... (the generator's training set).")
+
+    eng = _Engine(rf, sf, tf, chosen, k, kid_subsets, kid_subset_size, seed)
+    rng = np.random.default_rng(seed)
+
+    groups = [("all", np.arange(len(rf)), np.arange(len(sf)))]
+    if by:
+        lab_r = group_labels(rmd, by, age_bins).to_numpy()
+        lab_s = group_labels(smd, by, age_bins).to_numpy()
+        for g in sorted(set(lab_r) | set(lab_s)):
+            groups.append((g, np.flatnonzero(lab_r == g), np.flatnonzero(lab_s == g)))
+
+    rows = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _run_groups(eng, groups, chosen, n_boot, ci_level, min_group_size, rng, rows)
+    notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    if notes:
+        warnings.warn(
+            f"{len(notes)} distinct warning(s) while computing metrics, kept in report.provenance['warnings']; "
+            f"first: {notes[0]}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    order = {m: i for i, m in enumerate(chosen)}
+    table = table.sort_values(["metric", "group"], key=lambda c: c.map(order) if c.name == "metric" else c.map(lambda v: (v != "all", v)), kind="stable").reset_index(drop=True)
+
+    provenance = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "encoder": enc_info,
+        "n_real": int(len(rf)),
+        "n_synthetic": int(len(sf)),
+        "n_train": int(len(tf)) if tf is not None else None,
+        "metrics": chosen,
+        "by": ([by] if isinstance(by, str) else list(by)) if by else [],
+        "age_bins": list(age_bins),
+        "seed": seed,
+        "seeds": {"kid_subsets": seed, "bootstrap": seed, "ct_kmeans": seed},
+        "n_boot": n_boot,
+        "ci_level": ci_level,
+        "settings": {"k": k, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "min_group_size": min_group_size},
+        "real": {k_: v for k_, v in rprov.items() if isinstance(v, (str, int, float, bool)) or v is None},
+        "synthetic": {k_: v for k_, v in sprov.items() if isinstance(v, (str, int, float, bool)) or v is None},
+        "train": {k_: v for k_, v in tprov.items() if isinstance(v, (str, int, float, bool)) or v is None} if tprov else None,
+        "versions": _versions(),
+        "warnings": notes,
+    }
+    return Report(table, provenance)
