@@ -1,0 +1,167 @@
+"""Conditional VAE and GAN: tiny training runs, save/load, sampling, shipped checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medsynth_explore.checkpoint import load_checkpoint
+from medsynth_explore.errors import CancelledError, CapabilityError, CheckpointError, DataError
+from medsynth_explore.generators import list_generators, load_generator
+from medsynth_explore.generators.gan import GANGenerator, train_gan
+from medsynth_explore.generators.vae import VAEGenerator, train_vae
+from medsynth_explore.phantom import FINDINGS, simulate
+
+TINY_VAE = dict(epochs=1, batch_size=8, width=4, latent_dim=4)
+TINY_GAN = dict(epochs=1, batch_size=8, width=4, latent_dim=8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate(24, seed=3, size=64)
+
+
+@pytest.fixture(scope="module")
+def vae_file(data, tmp_path_factory):
+    p = tmp_path_factory.mktemp("vae") / "vae.safetensors"
+    card = train_vae(data, p, seed=0, **TINY_VAE)
+    return p, card
+
+
+@pytest.fixture(scope="module")
+def gan_file(data, tmp_path_factory):
+    p = tmp_path_factory.mktemp("gan") / "gan.safetensors"
+    card = train_gan(data, p, seed=0, **TINY_GAN)
+    return p, card
+
+
+@pytest.mark.parametrize("which", ["vae", "gan"])
+def test_card_records_training(which, data, vae_file, gan_file):
+    p, card = vae_file if which == "vae" else gan_file
+    ck = load_checkpoint(p)
+    assert ck.sha256 == card["sha256"]
+    assert ck.card["family"] == which
+    td = ck.card["training_data"]
+    assert td["content_hash"] == data.content_hash and td["size"] == 24 and td["dataset"] == "phantomcxr"
+    assert td["counts"]["sex"] == data.metadata["sex"].value_counts().sort_index().to_dict()
+    assert td["finding_counts"] == {f: int(data.metadata[f].sum()) for f in FINDINGS}
+    assert set(td["condition_distribution"]) >= {"age", "sex", "findings"}
+    tr = ck.card["training"]
+    assert tr["time_seconds"] > 0 and tr["epochs"] == 1 and tr["steps"] == 3 and "machine" in tr
+    assert ck.card["conditions"]["conditions"][0]["name"] == "age"
+    # stored in float16, computed in float32
+    assert all(t.dtype == torch.float16 for t in ck.tensors.values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("which", ["vae", "gan"])
+def test_saved_model_loads_back_with_identical_samples(which, vae_file, gan_file):
+    p, card = vae_file if which == "vae" else gan_file
+    g1, g2 = load_generator(p), load_generator(str(p))
+    assert isinstance(g1, VAEGenerator if which == "vae" else GANGenerator)
+    assert g1.sha256 == card["sha256"]
+    cond = {"age": 50, "sex": "F", "findings": ["effusion"]}
+    a = g1.sample(5, conditions=cond, seed=2)
+    b = g2.sample(5, conditions=cond, seed=2, batch_size=2)
+    assert a.images.shape == (5, 1, 64, 64) and a.images.dtype == np.float32
+    assert 0 <= a.images.min() and a.images.max() <= 1
+    np.testing.assert_allclose(a.images, b.images, atol=1e-5)
+    assert not np.allclose(a.images, g1.sample(5, conditions=cond, seed=3).images)
+    assert (a.metadata["checkpoint_sha256"] == card["sha256"]).all()
+    assert (a.metadata["effusion"] == 1).all() and (a.metadata["sex"] == "F").all()
+
+
+def test_same_training_seed_same_weights(data, tmp_path, vae_file):
+    card = train_vae(data, tmp_path / "again.safetensors", seed=0, **TINY_VAE)
+    assert card["weights_digest"] == vae_file[1]["weights_digest"]
+
+
+@pytest.mark.parametrize("which", ["vae", "gan"])
+def test_conditions_change_the_output(which, vae_file, gan_file):
+    g = load_generator((vae_file if which == "vae" else gan_file)[0])
+    a = g.sample(4, conditions={"age": 30, "sex": "F", "findings": []}, seed=0).images
+    b = g.sample(4, conditions={"age": 80, "sex": "M", "findings": list(FINDINGS)}, seed=0).images
+    assert np.abs(a - b).mean() > 1e-4
+
+
+def test_gan_cannot_inpaint(gan_file):
+    g = load_generator(gan_file[0])
+    assert g.capabilities == frozenset({"conditions"})
+    with pytest.raises(CapabilityError, match="cannot inpaint"):
+        g.inpaint(np.zeros((64, 64)), np.ones((64, 64)))
+
+
+def test_vae_inpaint_keeps_pixels_outside_the_mask(vae_file, data):
+    g = load_generator(vae_file[0])
+    img = data[:2]
+    mask = np.zeros((2, 1, 64, 64))
+    mask[:, :, 10:30, 20:40] = 1
+    out = g.inpaint(img, mask, conditions={"findings": ["nodule"]}, seed=0)
+    keep = mask == 0
+    np.testing.assert_array_equal(out.images[keep], img.images[keep])
+    assert not np.array_equal(out.images[~keep], img.images[~keep])
+    assert (out.metadata["nodule"] == 1).all()
+    assert out.metadata["age"].tolist() == img.metadata["age"].astype(float).tolist()
+    np.testing.assert_allclose(g.inpaint(img, mask, seed=0).images, g.inpaint(img, mask, seed=0).images)
+    assert g.encode(img).shape == (2, 4)
+
+
+def test_training_callback_progress_and_cancel(data, tmp_path):
+    seen = []
+    train_gan(data, tmp_path / "g.safetensors", seed=0, callback=lambda d, t: seen.append((d, t)), **TINY_GAN)
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)
+    out = tmp_path / "cancelled.safetensors"
+    with pytest.raises(CancelledError):
+        train_vae(data, out, seed=0, callback=lambda d, t: d < 1, **TINY_VAE)
+    assert not out.exists()
+
+
+def test_training_rejects_bad_input(data, tmp_path):
+    from medsynth_explore.data import ImageSet
+
+    with pytest.raises(DataError, match="ImageSet"):
+        train_vae(data.images, tmp_path / "x.safetensors")
+    with pytest.raises(DataError, match=".safetensors"):
+        train_gan(data, tmp_path / "x.pt")
+    with pytest.raises(DataError, match="epochs"):
+        train_vae(data, tmp_path / "x.safetensors", epochs=0)
+    two_channel = ImageSet(np.repeat(data.images[:4], 2, axis=1), data.metadata.iloc[:4])
+    with pytest.raises(DataError, match="\\(1, 64, 64\\)"):
+        train_gan(two_channel, tmp_path / "x.safetensors", **TINY_GAN)
+    no_sex = ImageSet(data.images, data.metadata.drop(columns="sex"))
+    with pytest.raises(DataError, match="'sex'"):
+        train_vae(no_sex, tmp_path / "x.safetensors", **TINY_VAE)
+
+
+def test_card_weight_mismatch_is_caught_on_build(vae_file, gan_file):
+    ck = load_checkpoint(vae_file[0])
+    card = dict(ck.card)
+    card["architecture"] = dict(card["architecture"], width=8)
+    with pytest.raises(CheckpointError, match="do not fit the architecture"):
+        VAEGenerator(card, ck.tensors)
+
+
+def test_pickle_state_dict_loads_only_with_opt_in(vae_file, tmp_path):
+    ck = load_checkpoint(vae_file[0])
+    p = tmp_path / "vae.pt"
+    torch.save({"state_dict": ck.tensors, "card": ck.card}, p)
+    with pytest.raises(CheckpointError, match="allow_pickle=True"):
+        load_generator(p)
+    g = load_generator(p, allow_pickle=True)
+    ref = load_generator(vae_file[0])
+    np.testing.assert_allclose(g.sample(2, seed=0).images, ref.sample(2, seed=0).images, atol=1e-6)
+
+
+# -- shipped checkpoints --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["phantomcxr-vae", "phantomcxr-gan"])
+def test_shipped_checkpoint_loads_and_samples(name):
+    row = list_generators().set_index("name").loc[name]
+    if not row["available"]:
+        pytest.skip(f"{name} weights are not installed")
+    g = load_generator(name)
+    assert g.name == name and g.card["training_data"]["size"] > 1000
+    s = g.sample(6, conditions={"sex": "M", "findings": ["cardiomegaly"]}, seed=0)
+    assert s.images.shape == (6, 1, 64, 64)
+    assert (s.metadata["sex"] == "M").all() and (s.metadata["cardiomegaly"] == 1).all()
+    assert s.metadata["age"].between(18, 90).all()
+    assert s.images.std() > 0.05  # not a blank or collapsed output
