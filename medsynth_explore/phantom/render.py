@@ -39,6 +39,7 @@ MU = {
     "bone": 0.0480,  # cortical-trabecular mix of a rib
     "vertebra": 0.0300,  # trabecular vertebral body
     "fluid": 0.0205,
+    "nodule": 0.0250,  # solid nodule with some calcium (granuloma-like)
     "air": 0.0,
     "tube_marker": 0.30,  # barium-loaded stripe of a chest tube
 }
@@ -481,7 +482,7 @@ def _render_batch(t: pd.DataFrame, size: int, noise_seed: np.random.Generator, w
         tr += _chord_tube(perp2, 6.5 * s) * ((along > 0) & (along < 45 * s))
     P -= mu["soft"] * tr
 
-    # -- nodules: soft-tissue spheres replacing lung
+    # -- nodules: dense spheres replacing lung
     nod = t["nodule"].to_numpy() == 1
     nod_mask = np.zeros((n, size, size), bool) if want_masks else None
     if nod.any():
@@ -492,7 +493,8 @@ def _render_batch(t: pd.DataFrame, size: int, noise_seed: np.random.Generator, w
         d2 = (Xg - nx) ** 2 + (Yg - ny) ** 2
         L = _chord_tube(d2, rr)
         air_here = lung_air["left"][idx] + lung_air["right"][idx]
-        P[idx] += (mu["soft"] - mu["lung"]) * np.minimum(L, air_here + 0.35 * L) * 1.15
+        in_lung = np.minimum(L, air_here)
+        P[idx] += (mu["nodule"] - mu["lung"]) * in_lung + (mu["nodule"] - mu["soft"]) * (L - in_lung)
         if want_masks:
             nod_mask[idx] = d2 < rr * rr
 
