@@ -412,7 +412,7 @@ def export(
     sha = getattr(gen, "sha256", None)
     card = getattr(gen, "card", None) or {}
     gen_name = str(getattr(gen, "name", None) or card.get("name") or type(gen).__name__)
-    folder = Path(out).expanduser()
+    folder = Path(out).expanduser().resolve()  # workers may run in another directory
 
     shards = plan_shards(n, shard_size)
     seeds = [shard_seed(seed, k) for k in range(len(shards))]

@@ -443,7 +443,7 @@ def _source_specs(source: Any, shard_size: int, client: Any) -> list[tuple]:
             for k, (start, count) in enumerate(plan_shards(n, shard_size))
         ]
     if isinstance(source, (str, Path)):
-        folder = Path(source).expanduser()
+        folder = Path(source).expanduser().resolve()
         if (folder / "manifest.json").is_file():
             from .export import read_manifest
 

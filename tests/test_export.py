@@ -299,3 +299,17 @@ def test_generator_errors_surface_as_project_errors(gen, tmp_path):
         export(gen, 2, tmp_path / "x", conditions={"age": 5})
     with pytest.raises(DataError, match="Generator"):
         export(object(), 2, tmp_path / "y")
+
+
+def test_builtin_physics_generator_by_name(tmp_path):
+    from medsynth_explore.generators import load_generator
+
+    out = export("phantomcxr-physics", 3, tmp_path / "syn", conditions={"sex": "F", "findings": ["effusion"]}, seed=1, shard_size=2)
+    ds = load_dataset(out)
+    assert ds.metadata["sex"].tolist() == ["F"] * 3 and ds.metadata["effusion"].tolist() == [1, 1, 1]
+    gen = load_generator("phantomcxr-physics")
+    m = read_manifest(out)
+    assert m["generator"]["name"] == gen.name and m["generator"]["checkpoint_sha256"] == gen.sha256
+    first = gen.sample(2, conditions={"sex": "F", "findings": ["effusion"]}, seed=shard_seed(1, 0)).images
+    np.testing.assert_array_equal(ds.images[:2], _quantised(first))
+    assert verify(out).ok

@@ -228,3 +228,9 @@ def test_no_client_object_rejected():
 
     with pytest.raises(MedsynthError, match="client must be"):
         run_shards(pow, [(2, 2)], client=42)
+
+
+def test_builtin_generator_by_name_on_workers(client, tmp_path):
+    local = export("phantomcxr-physics", 4, tmp_path / "local", seed=2, shard_size=2)
+    remote = export("phantomcxr-physics", 4, tmp_path / "remote", seed=2, shard_size=2, client=client)
+    assert _contents(local) == _contents(remote)
