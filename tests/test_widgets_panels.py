@@ -7,7 +7,7 @@ the panel shows. A synchronous job runner makes results ready after a click.
 
 from __future__ import annotations
 
-import json
+import threading
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ import pytest
 
 from medsynth_explore.checkpoint import new_card
 from medsynth_explore.data import ImageSet
-from medsynth_explore.errors import DataError
+from medsynth_explore.errors import CancelledError, DataError
 from medsynth_explore.generators import Generator
 from medsynth_explore.generators.conditions import condition_distribution, phantomcxr_schema
 from medsynth_explore.jobs import JobRunner
@@ -113,9 +113,12 @@ def test_fairness_panel_bars_match_session_and_mark_the_worst_group(session):
     worst_trace = next(d for d in bars if d.name == "worst subgroup")
     assert list(worst_trace.x) == [direct.attrs["worst"]]
     assert worst_trace.marker.color != next(d for d in bars if d.name == "subgroup").marker.color
-    upper = np.asarray(worst_trace.error_y.array)
-    w = direct[direct.worst].iloc[0]
-    assert upper[0] == pytest.approx(max(w.ci_high - w.value, 0))
+    ci = next(d for d in panel.figure.data if d.name == "95% bootstrap interval")
+    lo = np.asarray(ci.y) - np.asarray(ci.error_y.array)
+    hi = np.asarray(ci.y) + np.asarray(ci.error_y.array)
+    np.testing.assert_allclose(lo, direct.ci_low)
+    np.testing.assert_allclose(hi, direct.ci_high)
+    assert list(ci.x) == direct.group.tolist()
     assert panel.figure.layout.annotations[0].text == f"worst: {direct.attrs['worst']}"
     assert f"ratio min/max {direct.attrs['ratio']:.3g}" in panel.summary.value
     assert f"difference {direct.attrs['difference']:.3g}" in panel.summary.value
@@ -236,7 +239,7 @@ def test_privacy_panel_histograms_pairs_and_copy_rate(session):
     np.testing.assert_allclose(syn.x, direct["synthetic_to_train"])
     assert hold.xbins.size == syn.xbins.size and hold.histnorm == "probability"
     assert panel.figure.layout.shapes[0].x0 == pytest.approx(direct["threshold"])
-    assert f"{100 * direct['copy_rate']:.1f}%" in panel.summary.value
+    assert f"{100 * direct['copy_rate']:.1f}%" in panel.summary.value and "Fisher p" in panel.summary.value
     assert "No training set was given" in panel.source.value
     assert len(panel.pairs.children) == 6
     first = panel.pairs.children[0]
@@ -262,8 +265,9 @@ def test_privacy_panel_flags_a_memorising_generator():
     panel.compute_button.click()
     assert panel.last_error is None, panel.last_error
     summary = privacy_summary(panel.result)
-    assert summary["copy_rate"] == 1.0 and summary["p_value"] < 1e-6
-    assert "100.0%" in panel.summary.value and "training images given to the session" in panel.source.value
+    assert summary["copy_rate"] == 1.0 and summary["p_value"] < 1e-6 and summary["flag"]
+    assert "100.0%" in panel.summary.value and "inspect the closest pairs" in panel.summary.value
+    assert "training images given to the session" in panel.source.value
     assert all(d == pytest.approx(0, abs=1e-5) for _, _, d in panel.result["closest"])
     assert "below threshold" in panel.pairs.children[0].children[1].value
 
@@ -275,10 +279,17 @@ def test_privacy_summary_expected_rate_and_errors():
     res = {"synthetic_to_train": np.linspace(1, 2, 500), "holdout_to_train": hold, "quantile": 0.05,
            "threshold": float(np.quantile(hold, 0.05))}
     s = privacy_summary(res)
-    assert s["n_close"] == 25 and s["ratio"] == pytest.approx(1.0) and s["p_value"] > 0.3  # same distribution: no excess
+    assert s["n_close"] == 25 and s["holdout_close"] == 50
+    assert s["ratio"] == pytest.approx(1.0, rel=0.02) and s["p_value"] > 0.3 and not s["flag"]  # same distribution
+    assert s["n"] == 500 and s["median_holdout"] == pytest.approx(1.5) and not s["few_holdout"]
     near = privacy_summary(dict(res, synthetic_to_train=np.r_[np.full(50, 0.5), np.linspace(1, 2, 450)]))
-    assert near["n_close"] == 50 + 23 and near["ratio"] > 2 and near["p_value"] < 1e-6
-    assert s["n"] == 500 and s["median_holdout"] == pytest.approx(np.median(hold))
+    assert near["n_close"] == 50 + 23 and near["ratio"] > 2 and near["p_value"] < 1e-6 and near["flag"]
+    # a 1% threshold from 100 held-out images rests on one image: a few close samples are no evidence
+    few = {"synthetic_to_train": np.r_[np.full(3, 0.1), np.linspace(1, 2, 117)], "holdout_to_train": np.linspace(0.5, 2, 100),
+           "quantile": 0.01, "threshold": 0.51}
+    f = privacy_summary(few)
+    assert f["n_close"] == 3 and f["holdout_close"] == 1 and f["few_holdout"] and not f["flag"]
+    assert "rests on only 1 held-out image" in f["text"]
     with pytest.raises(DataError, match="no synthetic distances"):
         privacy_summary(dict(res, synthetic_to_train=np.array([])))
 
@@ -317,7 +328,7 @@ def test_card_html_renders_every_section():
     from medsynth_explore.widgets.card import card_html
 
     out = card_html(_full_card(), sha256="ab12" * 16, path="/models/rings-vae.safetensors")
-    for text in ("<h3>rings-vae</h3>", ">vae</span>", "ab12" * 16, "/models/rings-vae.safetensors", "BSD-3-Clause",
+    for text in ("<h3>rings-vae</h3>", ">vae</span>", "<td>SHA-256</td><td><code>" + "ab12" * 16, "/models/rings-vae.safetensors", "BSD-3-Clause",
                  "1 × 16 × 16 (C × H × W)", "Teaching &lt;only&gt;.", "<li>Blurry samples.</li>",
                  "<li>Never saw a real radiograph.</li>", "18 to 90", "F, M", "any of cardiomegaly, nodule, effusion, pneumothorax",
                  "<td>training time</td><td>12 min 3 s</td>", "Linux x86_64, 2 CPU(s)", "<td>dataset</td><td>PhantomCXR</td>",
@@ -336,6 +347,7 @@ def test_card_html_of_the_physics_simulator():
     gen = PhysicsGenerator(size=32)
     out = card_html(gen.card, sha256=gen.sha256)
     assert "phantomcxr-physics" in out and gen.sha256 in out and "Reference data and ground truth" in out
+    assert "<td>identity</td>" in out and "SHA-256" not in out  # no file, so no file hash to claim
     assert "1 × 32 × 32" in out and "<h4>Known limitations</h4><ul><li>" in out
 
 
@@ -456,3 +468,44 @@ def test_turing_panel_errors_in_words(session, tmp_path):
     panel.start_button.click()  # rejected by TuringStudy inside the job
     assert "path separators" in panel.last_error and panel.study is None
     assert panel.real_button.disabled
+
+
+# ---------------------------------------------------------------------------- background runner
+
+
+class Gated(Rings):
+    """Rings that wait for a signal before drawing (to cancel a job while it runs)."""
+
+    def __init__(self, card, gate):
+        super().__init__(card)
+        self.gate = gate
+
+    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super()._generate(cond_table, rng_seed, steps, guidance, prompts)
+
+
+def test_panels_work_on_the_background_thread_and_can_be_cancelled(session):
+    from medsynth_explore.widgets.fairness import FairnessPanel
+    from medsynth_explore.widgets.trilemma import TrilemmaPanel
+
+    runner = JobRunner()  # the real, threaded runner the app uses
+    try:
+        session.generate(40, seed=8)
+        fair = FairnessPanel(session, runner=runner)
+        fair.n_boot.value = 10
+        job = fair.compute()
+        job.result(timeout=60)
+        assert fair.last_error is None and fair.result is not None and len(fair.figure.data) >= 2
+        gate = threading.Event()
+        session.add_generator(Gated(_card("gated"), gate))
+        tri = TrilemmaPanel(session, runner=runner)
+        tri.n.value = 16
+        job = tri.run()
+        tri.cancel_button.click()  # while the gated generator is still sampling
+        gate.set()
+        with pytest.raises(CancelledError):
+            job.result(timeout=60)
+        assert tri.result is None and "cancelled" in tri.status.value and tri.last_error is None
+    finally:
+        runner.shutdown()

@@ -131,8 +131,9 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
         parts.append(f"<p>{html.escape(str(c['description']))}</p>")
 
     facts: dict[str, str] = {}
-    if sha256:
-        facts["SHA-256"] = f"<code>{html.escape(str(sha256))}</code>"
+    if sha256:  # models without a file (the simulator) carry an identity string instead of a file hash
+        is_hash = len(str(sha256)) == 64 and all(ch in "0123456789abcdef" for ch in str(sha256).lower())
+        facts["SHA-256" if is_hash else "identity"] = f"<code>{html.escape(str(sha256))}</code>"
     if path:
         facts["file"] = f"<code>{html.escape(str(path))}</code>"
     facts["licence"] = html.escape(str(c.get("license") or "not stated"))

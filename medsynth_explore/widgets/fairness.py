@@ -178,7 +178,7 @@ class FairnessPanel(BasePanel):
         session.on("active", self._on_session_change)
         self.refresh_options()
         hint = W.HTML("<div class='msx-caption'>Choose one column, or several for intersections (Ctrl/Cmd-click). "
-                      "Age is grouped in bins. Bars: the metric per subgroup with its 95% bootstrap interval; "
+                      "Age is grouped in bins. Bars: the metric per subgroup; whiskers: its 95% bootstrap interval; "
                       "red: the worst group; dashed: all images.</div>", layout=W.Layout(width="360px"))
         self.children = [
             W.HBox([W.VBox([self.by, hint]), W.VBox([self.metric, self.n_boot, self.min_group])]),
@@ -255,12 +255,17 @@ class FairnessPanel(BasePanel):
                 sub = t[mask]
                 self.figure.add_bar(
                     x=sub["group"].astype(str), y=sub["value"], name=name, marker_color=color,
-                    error_y=dict(type="data", symmetric=False, array=(sub["ci_high"] - sub["value"]).clip(lower=0),
-                                 arrayminus=(sub["value"] - sub["ci_low"]).clip(lower=0), color="#444", thickness=1.2),
                     customdata=np.stack([sub["ci_low"], sub["ci_high"], sub["n_real"], sub["n_synthetic"]], -1),
                     hovertemplate="%{x}<br>" + label + " %{y:.3g} [%{customdata[0]:.3g}, %{customdata[1]:.3g}]"
                                   "<br>%{customdata[2]} real, %{customdata[3]} synthetic<extra></extra>",
                 )
+            # the interval is drawn as it is, centred on its own midpoint: a bootstrap interval of a
+            # k-NN metric need not contain the point estimate, and bars anchored on the value would hide that
+            mid, half = (t["ci_low"] + t["ci_high"]) / 2, (t["ci_high"] - t["ci_low"]) / 2
+            self.figure.add_scatter(x=groups, y=mid, mode="markers", name="95% bootstrap interval", marker=dict(size=1, color="#333"),
+                                    error_y=dict(type="data", array=half, color="#333", thickness=1.5, width=8),
+                                    customdata=np.stack([t["ci_low"], t["ci_high"]], -1),
+                                    hovertemplate="%{x}: 95% interval [%{customdata[0]:.3g}, %{customdata[1]:.3g}]<extra></extra>")
             if self.overall is not None and np.isfinite(self.overall):
                 self.figure.add_scatter(x=[groups[0], groups[-1]], y=[self.overall, self.overall], mode="lines",
                                         name="all images", line=dict(color=COLORS["muted"], dash="dash"), hoverinfo="skip")

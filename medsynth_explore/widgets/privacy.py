@@ -24,52 +24,66 @@ __all__ = ["PrivacyPanel", "privacy_summary"]
 
 
 def privacy_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The copy rate of a privacy result against what no copying would give, with a binomial test.
+    """The copy rate of a privacy result against the held-out rate, with Fisher's exact test.
 
     Without copying, a synthetic image falls below the threshold (the
     ``quantile`` of held-out-to-train distances) about as often as a
-    held-out image does, i.e. with probability ``quantile``. The one-sided
-    binomial p-value says how surprising the observed count is under that
-    assumption (the threshold is itself estimated, so treat p as a guide).
+    held-out image does. The threshold is estimated from the held-out
+    images themselves, so the comparison is made against the *observed*
+    held-out rate with a one-sided Fisher exact test on the 2 x 2 table
+    (below / not below threshold, synthetic / held-out), which accounts for
+    how few held-out images a low quantile rests on.
 
     Parameters
     ----------
     result : mapping
         The output of :meth:`Session.privacy` (synthetic_to_train,
-        holdout_to_train, threshold, quantile, copy_rate).
+        holdout_to_train, threshold, quantile).
 
     Returns
     -------
     dict
-        ``n_close``, ``n``, ``copy_rate``, ``expected``, ``ratio`` (copy rate /
-        expected), ``p_value``, ``median_synthetic``, ``median_holdout``,
-        ``text`` (one paragraph).
+        ``n_close`` and ``n`` (synthetic images below the threshold, and in
+        all), ``copy_rate``, ``holdout_close`` and ``n_holdout``,
+        ``holdout_rate``, ``ratio`` (copy rate / held-out rate; NaN when no
+        held-out image is below), ``p_value``, ``flag`` (ratio above 2 and
+        p below 0.01), ``few_holdout`` (fewer than 5 held-out images below:
+        the threshold is coarse), ``median_synthetic``, ``median_holdout``
+        and ``text`` (one paragraph).
 
     Examples
     --------
-    >>> res = {"synthetic_to_train": np.array([0.1, 2.0, 3.0, 4.0]), "holdout_to_train": np.array([1.0, 2.0, 3.0]),
-    ...        "threshold": 1.0, "quantile": 0.01, "copy_rate": 0.25}
+    >>> res = {"synthetic_to_train": np.r_[np.zeros(30), np.ones(70)], "holdout_to_train": np.linspace(0.5, 2, 100),
+    ...        "threshold": 0.6, "quantile": 0.05}
     >>> s = privacy_summary(res)
-    >>> s["n_close"], s["expected"], round(s["ratio"])
-    (1, 0.01, 25)
+    >>> s["n_close"], s["holdout_close"], s["flag"]
+    (30, 7, True)
     """
-    from scipy.stats import binomtest
+    from scipy.stats import fisher_exact
 
     syn = np.asarray(result["synthetic_to_train"], float)
     hold = np.asarray(result["holdout_to_train"], float)
-    q = float(result["quantile"])
-    n = int(syn.size)
+    t, q = float(result["threshold"]), float(result["quantile"])
+    n, h = int(syn.size), int(hold.size)
     if n == 0:
         raise DataError("the privacy result holds no synthetic distances; generate some images first.")
-    k = int((syn < float(result["threshold"])).sum())
-    rate = k / n
-    p = float(binomtest(k, n, q, alternative="greater").pvalue) if 0 < q < 1 else float("nan")
-    ratio = rate / q if q > 0 else float("nan")
-    text = (f"{k} of {n} synthetic images ({100 * rate:.1f}%) lie closer to a training image than the closest "
-            f"{100 * q:g}% of held-out images (distance < {float(result['threshold']):.3g}); without copying about "
-            f"{100 * q:g}% would. Copy rate / expected = {ratio:.2f}, one-sided binomial p = {p:.2g}. "
+    if h == 0:
+        raise DataError("the privacy result holds no held-out distances; give the session a held-out set.")
+    k, m = int((syn < t).sum()), int((hold < t).sum())
+    rate, hrate = k / n, m / h
+    p = float(fisher_exact([[k, n - k], [m, h - m]], alternative="greater").pvalue)
+    ratio = rate / hrate if m else float("nan")
+    flag = bool(p < 0.01 and (m == 0 or ratio > 2))
+    few = m < 5
+    text = (f"{k} of {n} synthetic images ({100 * rate:.1f}%) lie closer to a training image than the "
+            f"{100 * q:g}% quantile of held-out distances (distance < {t:.3g}); {m} of {h} held-out images "
+            f"({100 * hrate:.1f}%) do. Fisher exact test (one-sided): p = {p:.2g}. "
             f"Median nearest-training distance: synthetic {np.median(syn):.3g}, held-out {np.median(hold):.3g}.")
-    return {"n_close": k, "n": n, "copy_rate": rate, "expected": q, "ratio": ratio, "p_value": p,
+    if few:
+        text += (f" The threshold rests on only {m} held-out image(s): use a larger quantile or more held-out images "
+                 "for a steadier copy rate.")
+    return {"n_close": k, "n": n, "copy_rate": rate, "holdout_close": m, "n_holdout": h, "holdout_rate": hrate,
+            "ratio": ratio, "p_value": p, "flag": flag, "few_holdout": few,
             "median_synthetic": float(np.median(syn)), "median_holdout": float(np.median(hold)), "text": text}
 
 
@@ -174,11 +188,13 @@ class PrivacyPanel(BasePanel):
             "how close samples come to real images, not copying of the generator's own training data. "
             "Pass train= and holdout= to Session to test for copying.") +
             f" Features: {html.escape(str(getattr(self.session.encoder, 'id', '?')))}.</div>")
-        flag = summary["ratio"] > 2 and summary["p_value"] < 0.01
-        color = COLORS["worst"] if flag else COLORS["ok"]
+        color = COLORS["worst"] if summary["flag"] else COLORS["ok"]
+        verdict = ("More synthetic images sit this close to training images than held-out real images do: inspect the closest pairs."
+                   if summary["flag"] else "No excess of near-copies over held-out real images at this threshold.")
         self.summary.value = (f"<div><span class='msx-metric'>Copy rate <b style='color:{color}'>{100 * summary['copy_rate']:.1f}%</b></span>"
-                              f"<span class='msx-metric'>Expected without copying <b>{100 * summary['expected']:g}%</b></span>"
-                              f"<span class='msx-metric'>Binomial p <b>{summary['p_value']:.2g}</b></span></div>"
+                              f"<span class='msx-metric'>Held-out rate (no copying) <b>{100 * summary['holdout_rate']:.1f}%</b></span>"
+                              f"<span class='msx-metric'>Fisher p (one-sided) <b>{summary['p_value']:.2g}</b></span></div>"
+                              f"<div style='color:{color}'>{html.escape(verdict)}</div>"
                               f"<div class='msx-caption'>{html.escape(summary['text'])}</div>")
         edges = np.histogram_bin_edges(np.concatenate([syn, hold]), bins=30)
         bins = dict(start=float(edges[0]), end=float(edges[-1]), size=float(max(edges[1] - edges[0], 1e-12)))
