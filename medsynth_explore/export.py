@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import CancelledError, DataError, MedsynthError
+from .errors import CancelledError, DataError
 from .scale import (
     DEFAULT_SHARD_SIZE,
     _check_int,

@@ -427,8 +427,8 @@ def sample_shard(generator: Any, count: int, seed: int, conditions: Any = None, 
 
 
 # --------------------------------------------------------------------------- sources -> shard specs
-def _source_specs(source: Any, shard_size: int, client: Any) -> list[tuple]:
-    """Cut a data source into shard specs ``(kind, ...)`` a worker can turn into images."""
+def _source_specs(source: Any, shard_size: int, client: Any) -> tuple[list[tuple], list[int]]:
+    """Cut a data source into shard specs ``(kind, ...)`` a worker can turn into images, and their sizes."""
     from .data import ImageSet, as_image_array
 
     if isinstance(source, Sampling):
@@ -437,18 +437,21 @@ def _source_specs(source: Any, shard_size: int, client: Any) -> list[tuple]:
         gen_ref = source.generator if isinstance(source.generator, (str, Path)) else _remote_ref(source.generator, client)
         if isinstance(gen_ref, Path):
             gen_ref = str(gen_ref)
-        return [
+        plan = plan_shards(n, shard_size)
+        specs = [
             ("sample", gen_ref, count, shard_seed(source.seed, k), shard_conditions(table, start, count),
              source.prompt, source.steps, source.guidance)
-            for k, (start, count) in enumerate(plan_shards(n, shard_size))
+            for k, (start, count) in enumerate(plan)
         ]
+        return specs, [c for _, c in plan]
     if isinstance(source, (str, Path)):
         folder = Path(source).expanduser().resolve()
         if (folder / "manifest.json").is_file():
             from .export import read_manifest
 
             manifest = read_manifest(folder)
-            return [("export", str(folder), int(s["index"])) for s in manifest["shards"]]
+            shards = manifest["shards"]
+            return [("export", str(folder), int(s["index"])) for s in shards], [int(s["count"]) for s in shards]
         from .data import load_dataset
 
         source = load_dataset(source)
@@ -459,9 +462,10 @@ def _source_specs(source: Any, shard_size: int, client: Any) -> list[tuple]:
         if len(arr) == 0:
             raise DataError("got an empty image set; nothing to encode.")
         parts = [arr[s : s + c] for s, c in plan_shards(len(arr), shard_size)]
+    sizes = [len(p) for p in parts]
     if client is not None:
         parts = client.scatter(parts, hash=False)
-    return [("array", p) for p in parts]
+    return [("array", p) for p in parts], sizes
 
 
 def _shard_images(spec: tuple) -> np.ndarray:
@@ -592,34 +596,14 @@ def distributed_features(
     """
     shard_size = _check_int(shard_size, "shard_size", 1)
     with _ClientScope(client) as cl:
-        specs = _source_specs(data, shard_size, cl)
+        specs, weights = _source_specs(data, shard_size, cl)
         enc_ref = _remote_ref(encoder, cl) if not isinstance(encoder, str) else encoder
-        weights = _spec_sizes(specs, data)
         results = run_shards(
             _encode_task,
             [(s, enc_ref, encoder_kwargs, batch_size, None, None, True) for s in specs],
             client=cl, callback=callback, weights=weights, name="medsynth-features",
         )
     return np.concatenate([f for f, _ in results])
-
-
-def _spec_sizes(specs: list[tuple], data: Any) -> list[int]:
-    sizes = []
-    manifest = None
-    for s in specs:
-        if s[0] == "sample":
-            sizes.append(int(s[2]))
-        elif s[0] == "array" and hasattr(s[1], "shape"):
-            sizes.append(int(s[1].shape[0]))
-        elif s[0] == "export":
-            if manifest is None:
-                from .export import read_manifest
-
-                manifest = {int(x["index"]): int(x["count"]) for x in read_manifest(s[1])["shards"]}
-            sizes.append(manifest[s[2]])
-        else:  # scattered futures: sizes unknown here without a round trip
-            sizes.append(1)
-    return sizes
 
 
 def distributed_metric_state(
@@ -681,8 +665,8 @@ def distributed_metric_state(
         for side, source in (("real", real), ("fake", fake)):
             if source is None:
                 continue
-            specs = _source_specs(source, shard_size, cl)
-            weights += _spec_sizes(specs, source)
+            specs, sizes = _source_specs(source, shard_size, cl)
+            weights += sizes
             sides += [side] * len(specs)
             tasks += [(s, enc_ref, encoder_kwargs, batch_size, factories, side == "real", return_features) for s in specs]
         results = run_shards(_encode_task, tasks, client=cl, callback=callback, weights=weights, name="medsynth-metrics")

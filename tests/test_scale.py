@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 distributed = pytest.importorskip("distributed")
@@ -234,3 +233,11 @@ def test_builtin_generator_by_name_on_workers(client, tmp_path):
     local = export("phantomcxr-physics", 4, tmp_path / "local", seed=2, shard_size=2)
     remote = export("phantomcxr-physics", 4, tmp_path / "remote", seed=2, shard_size=2, client=client)
     assert _contents(local) == _contents(remote)
+
+
+def test_progress_counts_images_on_dask(client):
+    x = np.zeros((7, 1, 8, 8), np.float32)
+    seen = []
+    distributed_features(x, "pixels", client=client, shard_size=3, encoder_kwargs={"size": 4},
+                         callback=lambda d, t: seen.append((d, t)))
+    assert sorted(seen) == [(a, 7) for a in sorted(d for d, _ in seen)] and seen[-1] == (7, 7) and len(seen) == 3
