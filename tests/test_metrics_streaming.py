@@ -91,3 +91,17 @@ def test_streaming_dimension_mismatch():
     s.update(np.zeros((3, 4)), real=True)
     with pytest.raises(MetricError, match="4-dimensional"):
         s.update(np.zeros((3, 5)), real=False)
+
+
+def test_streaming_fid_incremental_congruence_after_many_batches():
+    real, fake = _data(5, n=400, d=8)
+    s = M.StreamingFID()
+    s.update(real, real=True)
+    values = []
+    for i in range(0, len(fake), 16):
+        s.update(fake[i : i + 16], real=False)
+        if i + 16 >= 2:
+            values.append(s.compute())  # the cached factor and congruence are reused from here on
+    assert values[-1] == pytest.approx(M.fid(real, fake), rel=1e-9)
+    s.update(real[:10], real=True)  # a real batch invalidates the cache
+    assert s.compute() == pytest.approx(M.fid(np.concatenate([real, real[:10]]), fake), rel=1e-9)

@@ -14,6 +14,9 @@ __all__ = ["check_features", "check_pair"]
 def check_features(x: Any, name: str = "features", min_n: int = 1, dtype=np.float64) -> np.ndarray:
     """A 2-D finite array (N, D) with at least ``min_n`` rows, as ``dtype``.
 
+    With ``dtype=None`` float32 and float64 arrays are returned as they are
+    (no copy); other input becomes float64.
+
     Examples
     --------
     >>> check_features([[1, 2], [3, 4]]).shape
@@ -22,7 +25,9 @@ def check_features(x: Any, name: str = "features", min_n: int = 1, dtype=np.floa
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     try:
-        arr = np.asarray(x, dtype=dtype)
+        arr = np.asarray(x)
+        if dtype is not None or not (arr.dtype == np.float32 or arr.dtype == np.float64):
+            arr = np.asarray(arr, dtype=dtype or np.float64)
     except (TypeError, ValueError) as exc:
         raise MetricError(f"{name} must be a numeric array of shape (N, D): {exc}") from exc
     if arr.ndim == 1:

@@ -14,7 +14,6 @@ import warnings
 from typing import Any, Optional
 
 import numpy as np
-import scipy.linalg as sla
 
 from ..errors import MetricError
 from ._validate import check_features, check_pair
@@ -27,14 +26,24 @@ def _cov_from_centred(xc: np.ndarray) -> np.ndarray:
     n = len(xc)
     if n <= 1:
         return np.zeros((xc.shape[1], xc.shape[1]))
-    try:
-        from scipy.linalg.blas import dsyrk
+    if n < xc.shape[1]:  # few rows (a streamed batch): a plain GEMM is cheaper than syrk + symmetrising
+        return xc.T @ xc
+    from scipy.linalg.blas import dsyrk
 
-        g = dsyrk(1.0, np.asfortranarray(xc), trans=1, lower=0)  # upper triangle of xc^T xc
-        g = np.triu(g) + np.triu(g, 1).T
-    except Exception:  # pragma: no cover - BLAS without syrk
-        g = xc.T @ xc
+    xt = xc.T  # Fortran-ordered view of a C-ordered array: no copy
+    if not xt.flags.f_contiguous:
+        xt = np.asfortranarray(xt)
+    g = dsyrk(1.0, xt, trans=0, lower=0)  # upper triangle of xc^T xc
+    iu = np.tril_indices(len(g), -1)
+    g[iu] = g.T[iu]
     return g
+
+
+def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of a validated float32/float64 array (one float64 copy)."""
+    mu = x.mean(axis=0, dtype=np.float64)
+    xc = np.subtract(x, mu, dtype=np.float64)
+    return mu, _cov_from_centred(xc) / (len(x) - 1)
 
 
 def feature_stats(x: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -46,19 +55,36 @@ def feature_stats(x: Any) -> tuple[np.ndarray, np.ndarray]:
     >>> mu.tolist(), cov.tolist()
     ([1.0, 2.0], [[2.0, 2.0], [2.0, 2.0]])
     """
-    x = check_features(x, min_n=2)
-    mu = x.mean(axis=0)
-    xc = x - mu
-    return mu, _cov_from_centred(xc) / (len(x) - 1)
+    return _stats(check_features(x, min_n=2, dtype=None))
+
+
+class _Factor(np.ndarray):
+    """A factor L of S = L L^T that remembers whether it is lower triangular."""
+
+    lower_triangular = False
 
 
 def _psd_factor(s: np.ndarray) -> np.ndarray:
     """A matrix L with ``s = L L^T``: Cholesky, or ``V sqrt(max(W, 0))`` if singular."""
     try:
-        return np.linalg.cholesky(s)
+        f = np.linalg.cholesky(s).view(_Factor)
+        f.lower_triangular = True
+        return f
     except np.linalg.LinAlgError:
         w, v = np.linalg.eigh(s)
-        return v * np.sqrt(np.clip(w, 0.0, None))
+        return (v * np.sqrt(np.clip(w, 0.0, None))).view(_Factor)
+
+
+def _congruence(L: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """``L^T S2 L`` (triangular multiplies when L is a Cholesky factor)."""
+    if getattr(L, "lower_triangular", False):
+        from scipy.linalg.blas import dtrmm
+
+        a = np.asfortranarray(np.asarray(L))
+        t = dtrmm(1.0, a, np.asfortranarray(s2), side=1, lower=1)  # S2 L
+        return dtrmm(1.0, a, t, side=0, lower=1, trans_a=1, overwrite_b=1)  # L^T (S2 L)
+    L = np.asarray(L)
+    return L.T @ (s2 @ L)
 
 
 def sqrt_trace_product(s1: np.ndarray, s2: np.ndarray, factor1: Optional[np.ndarray] = None) -> float:
@@ -78,9 +104,14 @@ def sqrt_trace_product(s1: np.ndarray, s2: np.ndarray, factor1: Optional[np.ndar
     s1 = np.asarray(s1, dtype=np.float64)
     s2 = np.asarray(s2, dtype=np.float64)
     L = _psd_factor(s1) if factor1 is None else factor1
-    m = L.T @ (s2 @ L)
+    m = _congruence(L, s2)
     m = (m + m.T) * 0.5
-    w = sla.eigh(m, eigvals_only=True, driver="evd", check_finite=False)
+    return _sqrt_trace_sym(m)
+
+
+def _sqrt_trace_sym(m: np.ndarray) -> float:
+    """Sum of square roots of the (clipped) eigenvalues of a symmetric matrix."""
+    w = np.linalg.eigvalsh(m)
     return float(np.sqrt(np.clip(w, 0.0, None)).sum())
 
 
@@ -140,10 +171,10 @@ def fid(a: Any, b: Any) -> float:
     >>> round(fid(x, x + 1.0), 6)
     4.0
     """
-    a, b = check_pair(a, b, min_n=2)
+    a, b = check_pair(a, b, min_n=2, dtype=None)
     _warn_small(min(len(a), len(b)), a.shape[1])
-    mu1, s1 = feature_stats(a)
-    mu2, s2 = feature_stats(b)
+    mu1, s1 = _stats(a)
+    mu2, s2 = _stats(b)
     return frechet_distance(mu1, s1, mu2, s2)
 
 

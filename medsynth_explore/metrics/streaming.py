@@ -5,7 +5,10 @@ recomputes in milliseconds after a batch arrives, and partial states built by
 several workers combine with ``merge`` (or ``+``):
 
 * :class:`StreamingFID`: per side the count, mean and centred scatter matrix
-  (merged with Chan's parallel formula); ``compute`` is one sqrt-trace.
+  (merged with Chan's parallel formula). While the real side is unchanged, its
+  covariance factor ``L`` is cached and the congruence ``L^T S_synth L`` is
+  updated with each synthetic batch in O(D^2 B); ``compute`` is then one
+  symmetric eigenvalue problem.
 * :class:`StreamingKID` / :class:`StreamingCMMD`: the features, plus kernel
   sums between fixed blocks of samples (sample ``i`` of a side belongs to
   block ``i % n_blocks``), updated incrementally: a batch of B new samples
@@ -32,7 +35,7 @@ import numpy as np
 
 from ..errors import MetricError
 from ._validate import check_features
-from .fid import _cov_from_centred, _psd_factor, frechet_distance
+from .fid import _congruence, _cov_from_centred, _psd_factor, _sqrt_trace_sym
 from .kernel import poly_kernel, rbf_kernel
 from .prdc import _block_rows, sq_dists
 
@@ -107,13 +110,26 @@ class StreamingFID(_Streaming):
         self.dim = None
         self.real, self.fake = _Side(), _Side()
         self._factor = None
+        self._m = None  # L^T scatter_synthetic L for the cached real factor L
 
     def update(self, features: Any, real: bool) -> None:
         """Add a batch of features to the real (``real=True``) or synthetic side."""
         x = self._check(features)
-        (self.real if real else self.fake).add(x)
         if real:
-            self._factor = None
+            self.real.add(x)
+            self._factor = self._m = None
+            return
+        mu = x.mean(0)
+        xc = x - mu
+        if self._m is not None and self.fake.n:
+            L = np.asarray(self._factor)
+            n, nb = self.fake.n, len(x)
+            y = xc @ L
+            v = (mu - self.fake.mean) @ L
+            self._m = self._m + y.T @ y + np.outer(v, v) * (n * nb / (n + nb))
+        else:
+            self._m = None
+        self.fake.add_stats(len(x), mu, _cov_from_centred(xc))
 
     def merge(self, other: "StreamingFID") -> "StreamingFID":
         """Add another stream's statistics to this one (in place; returns self)."""
@@ -125,6 +141,7 @@ class StreamingFID(_Streaming):
                 mine.add_stats(theirs.n, theirs.mean, theirs.scatter)
         if other.real.n:
             self._factor = None
+        self._m = None
         return self
 
     def stats(self, real: bool) -> tuple[int, np.ndarray, np.ndarray]:
@@ -137,10 +154,16 @@ class StreamingFID(_Streaming):
     def compute(self) -> float:
         """FID of the samples seen so far (the real-side factor is cached)."""
         _, m1, c1 = self.stats(True)
-        _, m2, c2 = self.stats(False)
+        n2, m2, c2 = self.stats(False)
         if self._factor is None:
             self._factor = _psd_factor(c1)
-        return frechet_distance(m1, c1, m2, c2, factor1=self._factor)
+            self._m = None
+        if self._m is None:
+            self._m = _congruence(self._factor, self.fake.scatter)
+        m = self._m / (n2 - 1)
+        diff = m1 - m2
+        value = diff @ diff + np.trace(c1) + np.trace(c2) - 2.0 * _sqrt_trace_sym((m + m.T) * 0.5)
+        return max(float(value), 0.0)
 
 
 class _StreamingMMD(_Streaming):
