@@ -30,7 +30,7 @@ _STYLE = """
                        font-size: 12px; margin-right: 4px; }
 .msx-card code { font-size: 12px; word-break: break-all; }
 .msx-card table.msx-kv td:first-child { color: #555; white-space: nowrap; text-align: left; }
-.msx-card table.msx-kv td { text-align: left; vertical-align: top; }
+.msx-card table.msx-kv td, .msx-card table.msx-kv th { text-align: left; vertical-align: top; }
 .msx-card ul { margin: 2px 0 2px 18px; padding: 0; }
 </style>
 """

@@ -170,8 +170,8 @@ class FairnessPanel(BasePanel):
         self.summary = W.HTML()
         self.table = W.HTML()
         self.figure = go.FigureWidget()
-        self.figure.update_layout(height=360, template="plotly_white", margin=dict(l=60, r=20, t=40, b=80),
-                                  barmode="overlay", legend=dict(orientation="h", y=1.08, x=0),
+        self.figure.update_layout(height=400, template="plotly_white", margin=dict(l=60, r=20, t=50, b=110),
+                                  barmode="overlay", legend=dict(orientation="h", y=-0.3, x=0),
                                   xaxis_title="subgroup", yaxis_title="metric")
         self.compute_button.on_click(self.guard(lambda _b: self.compute()))
         session.on("samples", self._on_session_change)

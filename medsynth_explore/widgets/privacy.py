@@ -135,9 +135,9 @@ class PrivacyPanel(BasePanel):
         self.summary = W.HTML()
         self.pairs = W.GridBox(layout=W.Layout(grid_template_columns="repeat(4, 250px)", grid_gap="8px"))
         self.figure = go.FigureWidget()
-        self.figure.update_layout(height=320, template="plotly_white", barmode="overlay", margin=dict(l=60, r=20, t=40, b=50),
+        self.figure.update_layout(height=360, template="plotly_white", barmode="overlay", margin=dict(l=60, r=20, t=30, b=100),
                                   xaxis_title="distance to the nearest training image (feature space)",
-                                  yaxis_title="share of images", legend=dict(orientation="h", y=1.12, x=0))
+                                  yaxis_title="share of images", legend=dict(orientation="h", y=-0.3, x=0))
         self.compute_button.on_click(self.guard(lambda _b: self.compute()))
         self.n_pairs.observe(self.guard(lambda _c: self.draw_pairs()), names="value")
         hint = W.HTML("<div class='msx-caption'>Threshold: a synthetic image closer to a training image than this share of "

@@ -9,7 +9,6 @@ subgroup use :func:`turing_report`, which bins age like the fairness panel.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any, Sequence
 
 import ipywidgets as W
