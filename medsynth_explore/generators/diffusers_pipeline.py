@@ -45,7 +45,7 @@ def conditions_to_prompt(row: Any, finding_names: Any = tuple(_FINDING_WORDS)) -
     --------
     >>> conditions_to_prompt({"age": 70, "sex": "F", "effusion": 1, "nodule": 0})
     'frontal chest radiograph of a 70 year old woman with pleural effusion'
-    >>> conditions_to_prompt({"cardiomegaly": 0, "effusion": 0})
+    >>> conditions_to_prompt(dict.fromkeys(["cardiomegaly", "nodule", "effusion", "pneumothorax"], 0))
     'frontal chest radiograph, no acute findings'
     """
     get = row.get if hasattr(row, "get") else (lambda k, d=None: d)

@@ -45,12 +45,21 @@ class PhysicsGenerator(Generator):
     population : Population or dict, optional
         The cohort spec patients are drawn from; the default population when None.
 
+    Notes
+    -----
+    Images are rendered in fixed blocks of :attr:`block_size` with the
+    detector noise of a block drawn from its first image seed, so the output
+    does not depend on ``batch_size`` (which is accepted and ignored) and the
+    progress callback fires once per block. Unlike the learned models, the
+    first ``k`` images of ``sample(n)`` are not guaranteed to equal
+    ``sample(k)``.
+
     Examples
     --------
     >>> g = PhysicsGenerator()
     >>> s = g.sample(2, conditions={"age": 70, "findings": ["cardiomegaly"]}, seed=0)
-    >>> s.metadata[["age", "cardiomegaly"]].values.tolist()
-    [[70, 1], [70, 1]]
+    >>> s.metadata["age"].tolist(), s.metadata["cardiomegaly"].tolist()
+    ([70.0, 70.0], [1, 1])
     >>> bool((s.metadata["ctr"] > 0.5).all())
     True
     """
@@ -113,18 +122,26 @@ class PhysicsGenerator(Generator):
         for key, value in given.items():
             table[key] = list(value) if isinstance(value, np.ndarray) else value
         table = phantom.complete_patients(table)
+        table["age"] = table["age"].astype(float)  # continuous condition, as for every generator
         table["prompt"] = ""
         front = [c for c in self._schema.columns if c in table] + ["prompt"]
         return table[front + [c for c in table.columns if c not in front]]
+
+    #: Images rendered per call. The simulator draws detector noise for a whole
+    #: call from one seed, so blocks are fixed (batch_size is validated but not
+    #: used) to keep the output independent of batch_size.
+    block_size = 64
+
+    def _batch_size(self, batch_size: Any) -> int:
+        super()._batch_size(batch_size)
+        return self.block_size
 
     def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
         from .. import phantom
 
         size = self.image_shape[-1]
-        out = np.empty((len(cond_table), 1, size, size), np.float32)
-        for i in range(len(cond_table)):
-            out[i] = phantom.render(cond_table.iloc[[i]], size=size, seed=int(rng_seed[i]))[0]
-        return out
+        # one render call per block: noise seeded by the block's first image seed
+        return phantom.render(cond_table, size=size, seed=int(rng_seed[0]))
 
     def _inpaint(self, images, masks, cond_table, rng_seed, steps, guidance, prompts):
         return self._generate(cond_table, rng_seed, steps, guidance, prompts)
