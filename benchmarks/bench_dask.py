@@ -4,7 +4,8 @@ Run: ``python benchmarks/bench_dask.py [--n 96] [--shard-size 16] [--generator p
 
 Peers, all measured in this run on the same generator and seed:
 
-* ``sample``: ``generator.sample`` in this process, nothing written (the floor);
+* ``sample``: one ``generator.sample`` call in this process, nothing written;
+* ``sample shards``: the same, one call per shard (what export runs);
 * ``export local``: :func:`medsynth_explore.export.export` without a client;
 * ``export dask-1`` / ``dask-2``: the same export on a LocalCluster with 1 and
   2 single-threaded worker processes. Cluster start-up and each worker's
@@ -37,7 +38,7 @@ def _load(name: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=192)
-    p.add_argument("--shard-size", type=int, default=16)
+    p.add_argument("--shard-size", type=int, default=48)
     p.add_argument("--generator", default="phantomcxr-physics")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -59,6 +60,13 @@ def main() -> None:
     gen.sample(a.n, seed=a.seed)
     rates["sample"] = a.n / (time.perf_counter() - t)
 
+    from medsynth_explore.scale import plan_shards, shard_seed
+
+    t = time.perf_counter()
+    for k, (_, c) in enumerate(plan_shards(a.n, a.shard_size)):
+        gen.sample(c, seed=shard_seed(a.seed, k))
+    rates["sample shards"] = a.n / (time.perf_counter() - t)
+
     t = time.perf_counter()
     export(a.generator, a.n, work / "local", seed=a.seed, shard_size=a.shard_size)
     rates["export local"] = a.n / (time.perf_counter() - t)
@@ -75,8 +83,14 @@ def main() -> None:
             export(a.generator, a.n, out, seed=a.seed, shard_size=a.shard_size, client=client)
             rates[f"export dask-{workers}"] = a.n / (time.perf_counter() - t)
             same = {q.relative_to(out): q.read_bytes() for q in (out / "images").iterdir()} == reference
-            if not same or not verify(out).ok:
-                raise SystemExit(f"dask-{workers} export differs from the local export")
+            if not same:
+                raise SystemExit(
+                    f"dask-{workers} images differ from the local export: is the generator deterministic, "
+                    "and did its code change while this ran?"
+                )
+            res = verify(out)
+            if not res.ok:
+                raise SystemExit(str(res))
 
     print(f"{a.n} images from {a.generator}, shard size {a.shard_size}, {os.cpu_count()} CPU(s)")
     for k, v in rates.items():
@@ -84,7 +98,8 @@ def main() -> None:
     for w, sec in warm.items():
         print(f"  warm-up dask-{w}: {sec:.2f} s (workers import and load the generator once)")
     print("ratios (higher is faster):")
-    print(f"  export local / sample        {rates['export local'] / rates['sample']:.2f}")
+    print(f"  sample shards / sample       {rates['sample shards'] / rates['sample']:.2f}")
+    print(f"  export local / sample shards {rates['export local'] / rates['sample shards']:.2f}")
     print(f"  dask-1 / export local        {rates['export dask-1'] / rates['export local']:.2f}")
     print(f"  dask-2 / export local        {rates['export dask-2'] / rates['export local']:.2f}")
     print(f"  dask-2 / dask-1              {rates['export dask-2'] / rates['export dask-1']:.2f}")
