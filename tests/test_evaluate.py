@@ -115,3 +115,14 @@ def test_small_groups_get_nan_not_a_fallback():
     rep = evaluate(x, x + 0.1, metrics=["fid"], by="site", real_metadata=md, synthetic_metadata=md, n_boot=0, min_group_size=10)
     assert np.isnan(rep.value("fid", "site=b"))
     assert np.isfinite(rep.value("fid", "site=a"))
+
+
+def test_package_attribute_evaluate_is_callable_even_after_submodule_import():
+    import importlib
+
+    import medsynth_explore
+
+    importlib.import_module("medsynth_explore.evaluate")
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    rep = medsynth_explore.evaluate(x, x + 1.0, metrics=["fid"], n_boot=0)
+    assert rep.value("fid") == pytest.approx(3.0, rel=1e-9)

@@ -20,6 +20,7 @@ __all__ = [
     "InceptionEncoder",
     "OpenCLIPEncoder",
     "DINOv2Encoder",
+    "DomainCLIPEncoder",
     "FeatureCache",
     "encode_cached",
     "get_encoder",
@@ -37,6 +38,7 @@ _LAZY = {
     "DINOv2Encoder": "dinov2",
     "FeatureCache": "cache",
     "encode_cached": "cache",
+    "DomainCLIPEncoder": "domain_clip",
 }
 
 
