@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget; training stops after the epoch that passes it")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grids-only", action="store_true")
+    ap.add_argument("--physics-grid", type=Path, default=None, help="also draw the simulator's grid here, for comparison")
     args = ap.parse_args()
 
     import torch
@@ -77,7 +78,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from medsynth_explore.generators import load_generator
 
-    models = [args.model] if args.model else ["vae", "gan"]
+    models = [args.model] if args.model else ([] if args.physics_grid and args.grids_only else ["vae", "gan"])
     for model in models:
         out = args.out or ROOT / "medsynth_explore" / "assets" / f"phantomcxr-{model}.safetensors"
         if not args.grids_only:
@@ -96,8 +97,8 @@ def main() -> None:
                   f"{card['training']['time_seconds']:.0f}s", flush=True)
         gen = load_generator(out)
         save_grid(gen, ROOT / "docs" / "images" / f"{model}_samples.png")
-    if args.grids_only and not args.model:
-        save_grid(load_generator("phantomcxr-physics"), ROOT / "docs" / "images" / "physics_samples.png")
+    if args.physics_grid:
+        save_grid(load_generator("phantomcxr-physics"), args.physics_grid)
 
 
 if __name__ == "__main__":

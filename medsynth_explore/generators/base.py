@@ -24,6 +24,7 @@ of ``sample(k, seed=s)`` when the conditions are given.
 
 from __future__ import annotations
 
+import inspect
 import math
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
@@ -546,7 +547,10 @@ class Generator:
             merged = self._schema.validate(meta[cols]) if cols else {}
             merged.update(self._schema.validate(conditions))
             conditions = merged
-        table = self._resolve(n, conditions, prompts, seed, context=meta)
+        if "context" in inspect.signature(self._resolve).parameters:
+            table = self._resolve(n, conditions, prompts, seed, context=meta)
+        else:  # subclasses written against the four-argument form
+            table = self._resolve(n, conditions, prompts, seed)
         seeds = image_seeds(seed, n, stream=2)
         out = np.empty_like(imgs)
         check_callback(callback, 0, n, "inpainting")
