@@ -410,3 +410,37 @@ def test_conditions_to_prompt():
         "frontal chest radiograph of a 65 year old man with cardiomegaly and pleural effusion"
     )
     assert conditions_to_prompt({"age": float("nan"), "sex": pd.NA}) == "frontal chest radiograph"
+
+
+class _FakeTextPipeline:
+    """Stands in for a text-to-image pipeline (transformers is not installed here)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, prompt, generator=None, num_inference_steps=50, guidance_scale=7.5, height=16, width=16, output_type="np"):
+        import torch
+
+        self.calls.append({"prompt": list(prompt), "steps": num_inference_steps, "guidance": guidance_scale})
+        imgs = torch.stack([torch.rand((height, width, 3), generator=g) for g in generator]).numpy()
+        return type("Out", (), {"images": imgs})()
+
+
+def test_text_pipeline_wrapper_turns_conditions_into_prompts():
+    from medsynth_explore.generators.diffusers_pipeline import DiffusersPipelineGenerator
+
+    pipe = _FakeTextPipeline()
+    g = DiffusersPipelineGenerator(pipe, name="fake-sd", source="memory", default_steps=7)
+    assert g.capabilities == frozenset({"text", "conditions", "steps", "guidance"})
+    s = g.sample(2, conditions={"age": 70, "sex": "F", "findings": ["effusion"]}, seed=0, guidance=3.0)
+    assert pipe.calls[-1] == {"prompt": ["frontal chest radiograph of a 70 year old woman with pleural effusion"] * 2, "steps": 7, "guidance": 3.0}
+    assert s.images.shape == (2, 1, 64, 64)  # no UNet to read a size from: 64 by default
+    assert (s.metadata["effusion"] == 1).all() and (s.metadata["nodule"] == 0).all()
+    # conditions not given stay unknown rather than drawn
+    t = g.sample(1, conditions={"sex": "M"}, seed=0)
+    assert pd.isna(t.metadata["age"][0]) and pd.isna(t.metadata["effusion"][0])
+    assert t.metadata["prompt"][0] == "frontal chest radiograph of a man"
+    # an explicit prompt replaces the generated text; seeds make it repeatable
+    u = g.sample(2, prompt="chest x-ray, effusion", seed=1)
+    assert pipe.calls[-1]["prompt"] == ["chest x-ray, effusion"] * 2
+    np.testing.assert_array_equal(u.images, g.sample(2, prompt="chest x-ray, effusion", seed=1, batch_size=1).images)
