@@ -52,7 +52,11 @@ def test_streaming_kid_equals_batch_on_blocks_and_merges():
     assert mean == pytest.approx(ref_mean, rel=1e-9)
     assert std == pytest.approx(ref_std, rel=1e-9)
     full = M.mmd2_unbiased(M.poly_kernel(real, real), M.poly_kernel(real, fake), M.poly_kernel(fake, fake))
-    assert s.compute_full() == pytest.approx(full, rel=1e-9)
+    with pytest.raises(MetricError, match="full=True"):
+        s.compute_full()
+    sf = _feed(M.StreamingKID(n_blocks=5, full=True), real, fake)
+    assert sf.compute_full() == pytest.approx(full, rel=1e-9)
+    assert sf.compute() == pytest.approx(s.compute(), rel=1e-9)
     # the same set through explicit disjoint subsets of the batch function
     idx = [(np.arange(b, len(real), 5), np.arange(b, len(fake), 5)) for b in range(5)]
     assert M.kid(real, fake, indices=idx)[0] == pytest.approx(mean, rel=1e-9)

@@ -10,9 +10,10 @@ several workers combine with ``merge`` (or ``+``):
   updated with each synthetic batch in O(D^2 B); ``compute`` is then one
   symmetric eigenvalue problem.
 * :class:`StreamingKID` / :class:`StreamingCMMD`: the features, plus kernel
-  sums between fixed blocks of samples (sample ``i`` of a side belongs to
+  sums within fixed blocks of samples (sample ``i`` of a side belongs to
   block ``i % n_blocks``), updated incrementally: a batch of B new samples
-  costs B x N kernel evaluations. ``compute`` returns the mean and population
+  costs B x N / n_blocks kernel evaluations (B x N with ``full=True``, which
+  also keeps the sums between blocks). ``compute`` returns the mean and population
   standard deviation of the unbiased MMD^2 over the ``n_blocks`` disjoint
   (real block b, synthetic block b) pairs, i.e. KID on disjoint subsets of
   size about N / n_blocks; :meth:`StreamingKID.compute_full` gives MMD^2 on
@@ -166,11 +167,52 @@ class StreamingFID(_Streaming):
         return max(float(value), 0.0)
 
 
+class _Buffer:
+    """Rows appended to a float64 array that doubles its capacity (no copy of old rows per batch)."""
+
+    def __init__(self):
+        self.data = np.zeros((0, 0))
+        self.n = 0
+
+    def append(self, x: np.ndarray) -> None:
+        need = self.n + len(x)
+        if self.data.shape[0] < need or self.data.shape[1] != x.shape[1]:
+            cap = max(need, 2 * self.data.shape[0], 64)
+            grown = np.empty((cap, x.shape[1]))
+            if self.n:
+                grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        self.data[self.n : need] = x
+        self.n = need
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.data[: self.n]
+
+    def __deepcopy__(self, memo):
+        out = _Buffer()
+        out.data, out.n = self.rows.copy(), self.n
+        return out
+
+
+def _block_sums(k: np.ndarray, b: int, offset: int = 0) -> np.ndarray:
+    """Column sums of ``k`` grouped by ``(offset + column index) % b`` -> (rows, b)."""
+    if offset % b:
+        k = np.concatenate([np.zeros((k.shape[0], offset % b)), k], axis=1)
+    rows, m = k.shape
+    full = (m // b) * b
+    out = k[:, :full].reshape(rows, m // b, b).sum(1) if full else np.zeros((rows, b))
+    if m > full:
+        out[:, : m - full] += k[:, full:]
+    return out
+
+
 class _StreamingMMD(_Streaming):
-    def __init__(self, n_blocks: int = 10):
+    def __init__(self, n_blocks: int = 10, full: bool = False):
         if n_blocks < 1:
             raise MetricError(f"n_blocks must be at least 1, got {n_blocks}.")
         self.n_blocks = int(n_blocks)
+        self.full = bool(full)
         self.reset()
 
     def _kernel(self, x, y):  # pragma: no cover - abstract
@@ -179,59 +221,60 @@ class _StreamingMMD(_Streaming):
     def reset(self) -> None:
         """Forget everything."""
         self.dim = None
-        self.feats = {True: [], False: []}
-        self.n = {True: 0, False: 0}
+        self.buf = {True: _Buffer(), False: _Buffer()}
         b = self.n_blocks
-        # kernel sums between blocks: within real (i != j), within fake (i != j), real x fake
+        # kernel sums between blocks: within real (i != j), within fake (i != j), real x fake.
+        # Without ``full`` only the diagonal (same-block) entries are kept up to date.
         self.kxx = np.zeros((b, b))
         self.kyy = np.zeros((b, b))
         self.kxy = np.zeros((b, b))
 
-    def _all(self, side: bool) -> np.ndarray:
-        f = self.feats[side]
-        if len(f) > 1:
-            self.feats[side] = [np.concatenate(f)]
-        return self.feats[side][0] if self.feats[side] else np.zeros((0, self.dim or 0))
+    @property
+    def n(self) -> dict:
+        return {True: self.buf[True].n, False: self.buf[False].n}
 
-    def _scatter(self, target: np.ndarray, rows_blk: np.ndarray, cols_blk: np.ndarray, k: np.ndarray) -> None:
-        b = self.n_blocks
-        part = np.zeros((len(rows_blk), b))
-        for c in range(b):
-            sel = cols_blk == c
-            if sel.any():
-                part[:, c] = k[:, sel].sum(1)
-        np.add.at(target, rows_blk, part)
+    def _all(self, side: bool) -> np.ndarray:
+        return self.buf[side].rows
 
     def update(self, features: Any, real: bool) -> None:
-        """Add a batch; costs one kernel block against every sample held."""
+        """Add a batch; costs kernel evaluations against the samples of the same blocks (all samples with ``full``)."""
         x = self._check(features)
         real = bool(real)
         b = self.n_blocks
-        new_blk = (self.n[real] + np.arange(len(x))) % b
-        same, other = self._all(real), self._all(not real)
-        same_blk = np.arange(len(same)) % b
-        other_blk = np.arange(len(other)) % b
+        start = self.buf[real].n
+        new_blk = (start + np.arange(len(x))) % b
+        within = self.kxx if real else self.kyy
+        same, other = self.buf[real].rows, self.buf[not real].rows
         k_new = self._kernel(x, x)
         np.fill_diagonal(k_new, 0.0)
-        k_old = self._kernel(x, same) if len(same) else np.zeros((len(x), 0))
-        within = self.kxx if real else self.kyy
-        self._scatter(within, new_blk, new_blk, k_new)
-        if len(same):
-            tmp = np.zeros((b, b))
-            self._scatter(tmp, new_blk, same_blk, k_old)
-            within += tmp + tmp.T
-        if len(other):
-            k_cross = self._kernel(x, other)
-            tmp = np.zeros((b, b))
-            self._scatter(tmp, new_blk, other_blk, k_cross)
-            self.kxy += tmp if real else tmp.T
-        self.feats[real].append(x)
-        self.n[real] += len(x)
+        if self.full:
+            np.add.at(within, new_blk, _block_sums(k_new, b, offset=start))
+            if len(same):
+                tmp = np.zeros((b, b))
+                np.add.at(tmp, new_blk, _block_sums(self._kernel(x, same), b))
+                within += tmp + tmp.T
+            if len(other):
+                tmp = np.zeros((b, b))
+                np.add.at(tmp, new_blk, _block_sums(self._kernel(x, other), b))
+                self.kxy += tmp if real else tmp.T
+        else:
+            for c in np.unique(new_blk):
+                sel = new_blk == c
+                xs = x[sel]
+                total = k_new[np.ix_(sel, sel)].sum()
+                old = same[c::b]
+                if len(old):
+                    total += 2.0 * self._kernel(xs, old).sum()
+                within[c, c] += total
+                oth = other[c::b]
+                if len(oth):
+                    self.kxy[c, c] += self._kernel(xs, oth).sum()
+        self.buf[real].append(x)
 
     def merge(self, other: "_StreamingMMD") -> "_StreamingMMD":
         """Append another stream's samples (real, then synthetic) to this one; returns self."""
-        if other.n_blocks != self.n_blocks or type(other) is not type(self):
-            raise MetricError("can only merge streams of the same kind and n_blocks.")
+        if other.n_blocks != self.n_blocks or type(other) is not type(self) or other.full != self.full:
+            raise MetricError("can only merge streams of the same kind, n_blocks and full setting.")
         for side in (True, False):
             if other.n[side]:
                 self.update(other._all(side), real=side)
@@ -252,7 +295,9 @@ class _StreamingMMD(_Streaming):
         return self.kxx[d, d] / (nx * (nx - 1)) + self.kyy[d, d] / (ny * (ny - 1)) - 2.0 * self.kxy[d, d] / (nx * ny)
 
     def compute_full(self) -> float:
-        """Unbiased MMD^2 on all samples seen (no subsets)."""
+        """Unbiased MMD^2 on all samples seen (no subsets); needs ``full=True``."""
+        if not self.full:
+            raise MetricError("compute_full needs a stream built with full=True (kernel sums between all blocks).")
         m, n = self.n[True], self.n[False]
         if m < 2 or n < 2:
             raise MetricError("MMD needs at least 2 samples per side.")
@@ -267,6 +312,10 @@ class StreamingKID(_StreamingMMD):
     n_blocks : int
         Number of disjoint subsets (sample i of a side is in block i % n_blocks).
     degree, gamma, coef : polynomial kernel parameters (gamma None = 1/D).
+    full : bool
+        Also keep kernel sums between different blocks, so that
+        :meth:`compute_full` gives MMD^2 on all samples; a batch then costs
+        kernels against every sample held instead of one block's.
 
     Examples
     --------
@@ -279,9 +328,9 @@ class StreamingKID(_StreamingMMD):
     True
     """
 
-    def __init__(self, n_blocks: int = 10, degree: int = 3, gamma: Optional[float] = None, coef: float = 1.0):
+    def __init__(self, n_blocks: int = 10, degree: int = 3, gamma: Optional[float] = None, coef: float = 1.0, full: bool = False):
         self.degree, self.gamma, self.coef = degree, gamma, coef
-        super().__init__(n_blocks)
+        super().__init__(n_blocks, full)
 
     def _kernel(self, x, y):
         return poly_kernel(x, y, self.degree, self.gamma, self.coef)
@@ -310,7 +359,7 @@ class StreamingCMMD(_StreamingMMD):
 
     def __init__(self, sigma: float = 10.0, scale: float = 1000.0, n_blocks: int = 1):
         self.sigma, self.scale = sigma, scale
-        super().__init__(n_blocks)
+        super().__init__(n_blocks, full=True)
 
     def _kernel(self, x, y):
         return rbf_kernel(x, y, self.sigma)
@@ -345,19 +394,28 @@ class StreamingPRDC(_Streaming):
     def reset(self) -> None:
         """Forget everything."""
         self.dim = None
-        self.real = np.zeros((0, 0))
-        self.fake = np.zeros((0, 0))
+        self._real, self._fake = _Buffer(), _Buffer()
         self._valid = False
+
+    @property
+    def real(self) -> np.ndarray:
+        """Real features held (a view)."""
+        return self._real.rows
+
+    @property
+    def fake(self) -> np.ndarray:
+        """Synthetic features held (a view)."""
+        return self._fake.rows
 
     def update(self, features: Any, real: bool) -> None:
         """Add a batch; synthetic batches update coverage, precision and density in place."""
         x = self._check(features)
         if real:
-            self.real = x if self.real.size == 0 else np.concatenate([self.real, x])
+            self._real.append(x)
             self._valid = False
             return
-        start = len(self.fake) if self.fake.size else 0
-        self.fake = x if self.fake.size == 0 else np.concatenate([self.fake, x])
+        start = self._fake.n
+        self._fake.append(x)
         if self._valid:
             self._absorb(start)
 
