@@ -15,6 +15,10 @@ from .common import png_bytes
 __all__ = ["MaskCanvas"]
 
 
+def _to_bytes(value: Any, _widget: Any = None) -> bytes:
+    return b"" if value is None else bytes(value)
+
+
 class MaskCanvas(anywidget.AnyWidget):
     """Paint a mask over an image in the browser; read it as a numpy array in Python.
 
@@ -40,8 +44,9 @@ class MaskCanvas(anywidget.AnyWidget):
     """
 
     _esm = Path(__file__).with_name("canvas.js")
-    image = traitlets.Bytes(b"").tag(sync=True)
-    mask = traitlets.Bytes(b"").tag(sync=True)
+    # the browser sends binary state as a memoryview: turn it back into bytes
+    image = traitlets.Bytes(b"").tag(sync=True, from_json=_to_bytes)
+    mask = traitlets.Bytes(b"").tag(sync=True, from_json=_to_bytes)
     height = traitlets.Int(64).tag(sync=True)
     width = traitlets.Int(64).tag(sync=True)
     brush = traitlets.Int(3).tag(sync=True)
