@@ -54,9 +54,10 @@ class RandomCNNEncoder(Encoder):
     Random-feature networks are a known baseline for generative-model metrics:
     they carry no ImageNet bias, yet their features respond to texture and
     structure more than raw pixels. The architecture is four stride-2 3x3
-    convolutions with ReLU, then global average pooling; weights use PyTorch's
-    default initialisation drawn from a generator seeded with ``seed``, so the
-    same seed gives the same encoder on any machine with the same torch version.
+    convolutions with ReLU, then global average pooling; weights are He-normal
+    (zero biases) drawn after ``torch.manual_seed(seed)`` inside a forked RNG
+    state, so the same seed gives the same encoder with the same torch version
+    and the global random state is left untouched.
 
     Parameters
     ----------
@@ -99,7 +100,12 @@ class RandomCNNEncoder(Encoder):
                 nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),
                 nn.Conv2d(4 * w, self.dim, 3, stride=2, padding=1), nn.ReLU(),
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            ).to(device).eval()
+            )
+            for m in self.model.modules():
+                if isinstance(m, nn.Conv2d):  # He initialisation keeps the activation scale through ReLUs
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+            self.model = self.model.to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.id = f"random-cnn-seed{self.seed}-w{w}-d{self.dim}-{size}px-{state_dict_hash(self.model, 8)}"
