@@ -62,6 +62,182 @@ def _simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- helpers
+def _progress(desc: str):
+    """A ``callback(done, total)`` that drives a tqdm bar on stderr."""
+    from tqdm.auto import tqdm
+
+    bar = {"bar": None}
+
+    def callback(done: int, total: int) -> bool:
+        if bar["bar"] is None:
+            bar["bar"] = tqdm(total=total, desc=desc, unit="it", leave=False)
+        bar["bar"].n = done
+        bar["bar"].refresh()
+        if done >= total:
+            bar["bar"].close()
+        return True
+
+    return callback
+
+
+def _json_arg(text: str | None, what: str):
+    if text is None:
+        return None
+    path = Path(text)
+    try:
+        return json.loads(path.read_text() if path.suffix == ".json" and path.exists() else text)
+    except json.JSONDecodeError as exc:
+        raise MedsynthError(f"{what} must be JSON (or a .json file), e.g. '{{\"age\": 70, \"findings\": [\"effusion\"]}}': {exc}") from exc
+
+
+# --------------------------------------------------------------------------- train
+TRAINERS = {
+    "vae": "medsynth_explore.generators.vae:train_vae",
+    "gan": "medsynth_explore.generators.gan:train_gan",
+    "diffusion": "medsynth_explore.generators.diffusion:train_diffusion",
+    "clip": "medsynth_explore.features.domain_clip:train_clip",
+    "classifier": "medsynth_explore.features.reference_classifier:train_reference_classifier",
+}
+
+
+@command("train", "train a model on a data set (reproduces the shipped checkpoints)")
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=sorted(TRAINERS), required=True)
+    p.add_argument("--data", required=True, help="a data folder, a .npz, or 'phantomcxr'")
+    p.add_argument("--n", type=int, default=6000, help="images to simulate when --data is phantomcxr")
+    p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="training epochs (vae, gan, clip, classifier)")
+    p.add_argument("--minutes", type=float, help="time budget in minutes (diffusion)")
+    p.add_argument("--clip", type=Path, help="domain CLIP checkpoint for the diffusion model's text encoder")
+
+
+@_train_args.register
+def _train(a: argparse.Namespace) -> int:
+    import importlib
+
+    from .data import load_dataset
+
+    data = load_dataset(a.data, n=a.n) if str(a.data).lower() == "phantomcxr" else load_dataset(a.data)
+    module, name = TRAINERS[a.model].split(":")
+    trainer = getattr(importlib.import_module(module), name)
+    kwargs: dict = {"seed": a.seed}
+    if a.epochs is not None:
+        kwargs["epochs"] = a.epochs
+    if a.model == "diffusion":
+        if a.minutes is not None:
+            kwargs["max_minutes"] = a.minutes
+        if a.clip is not None:
+            kwargs["clip_path"] = a.clip
+    elif a.model in ("vae", "gan", "classifier"):
+        kwargs["callback"] = _progress(f"training {a.model}")
+    card = trainer(data, a.out, **kwargs)
+    seconds = (card.get("training") or {}).get("seconds")
+    print(f"wrote {a.out} ({a.model}, {len(data)} images" + (f", {seconds:.0f} s" if seconds else "") + ")")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+@command("evaluate", "compare a synthetic data set with a real one (FID, KID, PRDC, per subgroup)")
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--real", required=True, help="real images: a folder, a .npz, or 'phantomcxr'")
+    p.add_argument("--synthetic", required=True, help="synthetic images: a folder (e.g. written by medsynth generate)")
+    p.add_argument("--train", help="the generator's training images, for privacy metrics")
+    p.add_argument("--encoder", help="feature encoder, e.g. phantomcxr-clip, pixels, inception")
+    p.add_argument("--metrics", help="comma-separated metric names")
+    p.add_argument("--by", help="comma-separated metadata columns for per-subgroup results, e.g. sex,age_group")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="report file (.json; an .html twin is written too)")
+
+
+@_evaluate_args.register
+def _evaluate(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .evaluate import evaluate
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    report = evaluate(load_dataset(a.real), load_dataset(a.synthetic), encoder=a.encoder, metrics=split(a.metrics),
+                      by=split(a.by), seed=a.seed, train=load_dataset(a.train) if a.train else None)
+    report.to_json(a.out)
+    report.to_html(a.out.with_suffix(".html"))
+    print(report.table.to_string(index=False, max_rows=40))
+    print(f"wrote {a.out} and {a.out.with_suffix('.html')}")
+    return 0
+
+
+# --------------------------------------------------------------------------- generate / verify
+@command("generate", "draw a synthetic data set from a generator, with provenance")
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="built-in name (phantomcxr-diffusion, -vae, -gan, -physics) or checkpoint path")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--conditions", help="JSON, e.g. '{\"sex\": \"F\", \"findings\": [\"effusion\"]}'")
+    p.add_argument("--prompt", help="free-text prompt (text-conditioned models)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--npz", action="store_true", help="also write NPZ shards")
+    p.add_argument("--scheduler", help="Dask scheduler address; local without it")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@_generate_args.register
+def _generate(a: argparse.Namespace) -> int:
+    from .export import export
+
+    out = export(a.checkpoint, a.n, a.out, conditions=_json_arg(a.conditions, "--conditions"), prompt=a.prompt,
+                 seed=a.seed, steps=a.steps, guidance=a.guidance, shard_size=a.shard_size, npz=a.npz,
+                 client=a.scheduler, callback=_progress("generating"), overwrite=a.overwrite)
+    print(f"wrote {a.n} images to {out}")
+    return 0
+
+
+@command("verify", "check an exported data set against its manifest (hashes, counts, AI labels)")
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", type=Path)
+
+
+@_verify_args.register
+def _verify(a: argparse.Namespace) -> int:
+    from .export import verify
+
+    result = verify(a.folder)
+    print(result)
+    return 0 if result.ok else 1
+
+
+# --------------------------------------------------------------------------- models
+@command("models", "list the built-in generators and whether their weights are installed")
+def _models_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@_models_args.register
+def _models(a: argparse.Namespace) -> int:
+    from .generators import list_generators
+
+    print(list_generators().to_string(index=False))
+    return 0
+
+
+@command("card", "show a generator's model card and SHA-256")
+def _card_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="built-in name or checkpoint path")
+    p.add_argument("--allow-pickle", action="store_true", help="allow .pt/.ckpt files (loaded with weights_only=True)")
+
+
+@_card_args.register
+def _card(a: argparse.Namespace) -> int:
+    from .checkpoint import format_card
+    from .generators import load_generator
+
+    gen = load_generator(a.model, allow_pickle=a.allow_pickle)
+    print(format_card(gen.card, sha256=gen.sha256))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``medsynth`` with every registered sub-command."""

@@ -20,7 +20,7 @@ from ..errors import CheckpointError
 __all__ = ["FAMILIES", "CARD_FIELDS", "new_card", "validate_card", "format_card", "machine_description"]
 
 #: Model families a card may declare.
-FAMILIES = ("vae", "gan", "diffusion", "physics", "clip")
+FAMILIES = ("vae", "gan", "diffusion", "physics", "clip", "classifier")
 
 #: Standard card fields and their defaults (filled in by :func:`validate_card`).
 CARD_FIELDS: dict[str, Any] = {
@@ -64,7 +64,7 @@ def new_card(name: str, family: str, architecture: Mapping[str, Any], **fields: 
     ----------
     name : str
         Short model name, e.g. ``"phantomcxr-vae"``.
-    family : {"vae", "gan", "diffusion", "physics", "clip"}
+    family : {"vae", "gan", "diffusion", "physics", "clip", "classifier"}
         Model family; decides which class :func:`medsynth_explore.load_generator` builds.
     architecture : mapping
         Constructor arguments that rebuild the network (JSON-serialisable).
@@ -114,7 +114,7 @@ def validate_card(card: Any) -> dict:
     >>> validate_card({"name": "m", "family": "flow", "architecture": {}})
     Traceback (most recent call last):
     ...
-    medsynth_explore.errors.CheckpointError: model card family 'flow' is unknown; use one of vae, gan, diffusion, physics, clip.
+    medsynth_explore.errors.CheckpointError: model card family 'flow' is unknown; use one of vae, gan, diffusion, physics, clip, classifier.
     """
     if not isinstance(card, Mapping):
         raise CheckpointError(f"a model card must be a mapping (JSON object), got {type(card).__name__}.")
