@@ -70,6 +70,9 @@ class CLIPConfig:
     context_length, text_width, text_heads, text_layers : int
         Causal text transformer. Prompts longer than ``context_length`` tokens
         (start and end tokens included) are refused.
+    vision_type : {"vit", "resnet"}
+        A ViT (patch_size) or open_clip's ModifiedResNet with ``vision_layers``
+        blocks in each of its four stages and an attention pool.
     """
 
     embed_dim: int = 128
@@ -78,26 +81,32 @@ class CLIPConfig:
     vision_width: int = 128
     vision_layers: int = 4
     vision_head_width: int = 32
-    context_length: int = 64
+    context_length: int = 96
     text_width: int = 128
     text_heads: int = 4
     text_layers: int = 3
+    vision_type: str = "vit"
 
     @classmethod
     def from_dict(cls, d: dict) -> "CLIPConfig":
-        known = {k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        known = {k: (str(v) if k == "vision_type" else int(v)) for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
 
 def default_config() -> CLIPConfig:
-    """Configuration of the shipped model (about 1.5 M parameters).
+    """Configuration of the shipped model (about 1.8 M parameters).
+
+    A small ModifiedResNet image tower: on PhantomCXR a ViT of similar cost
+    (patch 8, width 128, 2 layers) learned the findings several times more
+    slowly (finding BCE 0.57 vs 0.36 after 60 steps of 32 images), which on a
+    one-core training budget decides the outcome.
 
     Examples
     --------
     >>> default_config().context_length
-    64
+    96
     """
-    return CLIPConfig()
+    return CLIPConfig(vision_type="resnet", vision_layers=1, vision_width=16, vision_head_width=16)
 
 
 def tiny_config() -> CLIPConfig:
@@ -214,8 +223,10 @@ class ReportTokenizer:
 def _build_open_clip(cfg: CLIPConfig, vocab_size: int):
     import open_clip
 
+    if cfg.vision_type not in ("vit", "resnet"):
+        raise CheckpointError(f"unknown vision tower {cfg.vision_type!r}; use 'vit' or 'resnet'.")
     vision = open_clip.CLIPVisionCfg(
-        layers=cfg.vision_layers,
+        layers=cfg.vision_layers if cfg.vision_type == "vit" else (cfg.vision_layers,) * 4,
         width=cfg.vision_width,
         head_width=cfg.vision_head_width,
         patch_size=cfg.patch_size,
@@ -453,7 +464,7 @@ def encode_text(texts: str | Sequence[str], path: str | Path | None = None, trun
     Raises
     ------
     ConditionError
-        If a prompt is longer than the context length (64 tokens for the
+        If a prompt is longer than the context length (96 tokens for the
         shipped model) and ``truncate`` is False.
 
     Examples
@@ -579,7 +590,9 @@ def evaluate_clip(clip: DomainCLIP, data, findings: Sequence[str] | None = None)
     reports = _report_column(data)
     uniq, inv = np.unique(np.asarray(reports, dtype=object).astype(str), return_inverse=True)
     zi = clip.encode_image(data.images)
-    zt = clip.encode_text(list(uniq), truncate=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zt = clip.encode_text(list(uniq), truncate=True)
     sim = zi @ zt.T
     order = np.argsort(-sim, axis=1)
     top1 = float(np.mean(order[:, 0] == inv))
@@ -617,16 +630,24 @@ def train_clip(
     seed: int = 0,
     callback: Callable[[dict], Any] | None = None,
     config: CLIPConfig | None = None,
-    batch_size: int = 128,
-    lr: float = 1e-3,
+    batch_size: int = 64,
+    lr: float = 5e-4,
     val_fraction: float = 0.1,
     name: str = "phantomcxr-clip",
+    label_columns: Sequence[str] | None = None,
+    label_weight: float = 1.0,
 ) -> dict:
     """Train a domain CLIP contrastively on image-report pairs.
 
-    Identical report texts inside a batch are treated as positives of each
-    other (soft targets), so the many reports of normal images do not push
-    apart images that are alike.
+    The target of each image (and each report) is a distribution over the
+    batch: its own pair, every pair with an identical report text, and, with
+    weight ``label_weight``, every pair whose report describes the same set
+    of findings (rows with equal ``label_columns`` values; PhantomCXR reports
+    are written from these labels, so such reports say the same thing in
+    other words). Without these soft positives a small CLIP trained from
+    scratch on a few thousand look-alike radiographs stays at chance level
+    for many epochs (measured: loss at ln(batch) after 2 epochs on 6000
+    images).
 
     Parameters
     ----------
@@ -649,6 +670,11 @@ def train_clip(
         Share of images held out for the metrics in the card.
     name : str
         Model name in the card.
+    label_columns : sequence of str, optional
+        Metadata columns defining "same findings" (default: those of
+        :data:`FINDING_PROMPTS` present). Pass ``[]`` for pure image-report pairs.
+    label_weight : float
+        Weight of same-findings pairs in the soft targets (0 disables them).
 
     Returns
     -------
@@ -684,9 +710,21 @@ def train_clip(
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     x_all = clip.preprocess(train.images)[:, :1]  # normalised single channel, expanded per batch
-    ids_all = clip.tokenizer(tr_reports, truncate=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids_all = clip.tokenizer(tr_reports, truncate=True)
+    if caught:
+        warnings.warn(f"{len(caught)} training reports are longer than the context length "
+                      f"{config.context_length} and were clamped.", stacklevel=2)
     _, rep_code = np.unique(np.asarray(tr_reports, dtype=object).astype(str), return_inverse=True)
     rep_code = torch.as_tensor(rep_code)
+    label_cols = [c for c in (label_columns if label_columns is not None else FINDING_PROMPTS) if c in train.metadata.columns]
+    if label_cols and label_weight > 0:
+        lab = train.metadata[label_cols].fillna(0).to_numpy(float)
+        _, lab_code = np.unique(lab, axis=0, return_inverse=True)
+        lab_code = torch.as_tensor(lab_code.ravel())
+    else:
+        lab_code = None
     n = len(x_all)
     bs = min(batch_size, n)
     steps_per_epoch = max(1, n // bs)
@@ -712,6 +750,9 @@ def train_clip(
             zt = model.encode_text(ids_all[idx], normalize=True)
             logits = model.logit_scale.exp() * zi @ zt.T
             same = (rep_code[idx][:, None] == rep_code[idx][None, :]).float()
+            if lab_code is not None:
+                same_lab = (lab_code[idx][:, None] == lab_code[idx][None, :]).float()
+                same = torch.maximum(same, label_weight * same_lab)
             target = same / same.sum(1, keepdim=True)
             loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean() + torch.sum(-target * logits.T.log_softmax(1), 1).mean())
             opt.zero_grad(set_to_none=True)
@@ -755,7 +796,8 @@ def train_clip(
         training={
             "epochs": int(epochs), "steps": int(step), "batch_size": int(bs), "lr": float(lr), "optimizer": "AdamW(0.9, 0.98), wd 0.1",
             "schedule": "linear warm-up 5% then cosine", "augmentation": "shift <= 2 px, gain +-10%, bias +-0.05",
-            "loss": "symmetric InfoNCE with identical reports as shared positives",
+            "loss": "symmetric InfoNCE with soft targets: identical reports, and reports of the same findings with weight label_weight",
+            "label_columns": label_cols, "label_weight": float(label_weight),
             "seed": int(seed), "time_seconds": round(seconds, 1), "machine": machine_description(),
             "torch_threads": int(torch.get_num_threads()), "loss_history": history,
         },

@@ -479,6 +479,7 @@ def train_diffusion(
     p_text: float = 0.4,
     name: str = "phantomcxr-diffusion",
     clip=None,
+    init_from: "DiffusionGenerator | None" = None,
 ) -> dict:
     """Train the conditional diffusion model on an ImageSet.
 
@@ -514,7 +515,11 @@ def train_diffusion(
     name : str
         Model name in the card.
     clip : DomainCLIP, optional
-        An already loaded text encoder (overrides ``clip_path``).
+        An already loaded text encoder (overrides ``clip_path``); ``False``
+        trains without text.
+    init_from : DiffusionGenerator, optional
+        Continue training from this model's weights (same architecture and
+        condition layout), e.g. to add text conditioning in a second stage.
 
     Returns
     -------
@@ -582,12 +587,19 @@ def train_diffusion(
 
     card0 = _make_card(name, cfg, schema, clip, {}, {}, {})
     net = _build_net(cfg, card0["architecture"]["cond_width"], len(groups), text_dim)
+    previous = {}
+    if init_from is not None:
+        try:
+            net.load_state_dict(init_from.net.state_dict())
+        except RuntimeError as exc:
+            raise CheckpointError(f"cannot continue from {init_from.name}: its network does not match this configuration ({exc}).") from exc
+        previous = dict(init_from.card.get("training") or {})
     ema = copy.deepcopy(net).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
     sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
-    warm = 200
+    warm = 100 if init_from is None else 20
     n = len(x)
     bs = min(batch_size, n)
 
@@ -657,11 +669,16 @@ def train_diffusion(
     }
     training = {
         "steps": int(step), "max_steps": int(steps), "max_minutes": max_minutes, "batch_size": int(bs), "lr": float(lr),
-        "optimizer": "AdamW, grad-norm clip 1.0, 200-step warm-up then cosine to 0.1 lr", "ema_decay": float(ema_decay),
+        "optimizer": "AdamW, grad-norm clip 1.0, 100-step warm-up (20 when continuing) then cosine to 0.1 lr", "ema_decay": float(ema_decay),
         "p_uncond": p_uncond, "p_drop_group": p_drop_group, "p_text": p_text, "seed": int(seed),
         "epochs": round(step * bs / n, 2), "time_seconds": round(seconds, 1), "machine": machine_description(),
         "torch_threads": int(torch.get_num_threads()), "loss_history": history,
     }
+    if previous:
+        previous.pop("previous_stages", None)
+        training["previous_stages"] = [previous] + list((init_from.card.get("training") or {}).get("previous_stages", []))
+        training["total_time_seconds"] = round(seconds + sum(float(p.get("time_seconds", 0)) for p in training["previous_stages"]), 1)
+        training["total_steps"] = int(step + sum(int(p.get("steps", 0)) for p in training["previous_stages"]))
     card = _make_card(name, cfg, schema, clip, training_data, training, {})
     model = DiffusionGenerator(card, ema, clip)
     train_diffusion.last_model = model

@@ -1,0 +1,186 @@
+"""Tests of the conditional diffusion generator with tiny seeded models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from medsynth_explore.data import ImageSet  # noqa: E402
+from medsynth_explore.errors import CancelledError, CapabilityError, ConditionError, DataError  # noqa: E402
+from medsynth_explore.generators import diffusion as dm  # noqa: E402
+
+COND = {"age": 60, "sex": "F", "findings": ["effusion"]}
+
+
+@pytest.fixture(scope="module")
+def gen():
+    torch.set_num_threads(1)
+    return dm.DiffusionGenerator.tiny(seed=0)
+
+
+def test_sample_shape_range_and_metadata(gen):
+    s = gen.sample(3, conditions=COND, seed=0, steps=3)
+    assert s.images.shape == (3, 1, 64, 64) and s.images.dtype == np.float32
+    assert s.images.min() >= 0 and s.images.max() <= 1
+    m = s.metadata
+    assert m["sex"].tolist() == ["F"] * 3 and m["effusion"].tolist() == [1] * 3 and m["cardiomegaly"].tolist() == [0] * 3
+    assert (m["age"] == 60).all() and (m["steps"] == 3).all() and (m["sampler"] == "dpmsolver++").all()
+    assert (m["conditioned_on"] == "age,sex,findings").all()
+
+
+def test_same_seed_same_images_and_batch_size_does_not_matter(gen):
+    a = gen.sample(4, conditions=COND, seed=7, steps=3)
+    b = gen.sample(4, conditions=COND, seed=7, steps=3, batch_size=3)
+    c = gen.sample(4, conditions=COND, seed=8, steps=3)
+    np.testing.assert_allclose(a.images, b.images, atol=1e-5)
+    assert not np.allclose(a.images, c.images)
+
+
+def test_conditions_change_the_output(gen):
+    a = gen.sample(2, conditions=COND, seed=1, steps=3)
+    b = gen.sample(2, conditions={**COND, "findings": ["cardiomegaly", "nodule"]}, seed=1, steps=3)
+    assert not np.allclose(a.images, b.images)
+
+
+def test_steps_and_guidance_are_honoured(gen, monkeypatch):
+    calls = []
+    orig = gen.net.forward
+
+    def counting(x, t, c):
+        calls.append(len(x))
+        return orig(x, t, c)
+
+    monkeypatch.setattr(gen.net, "forward", counting)
+    gen.sample(2, conditions=COND, seed=0, steps=5, guidance=3.0)
+    assert len(calls) == 5 and set(calls) == {4}  # guided: conditional and unconditional in one batch
+    calls.clear()
+    gen.sample(2, conditions=COND, seed=0, steps=4, guidance=1.0)
+    assert len(calls) == 4 and set(calls) == {2}  # guidance 1: no unconditional pass
+    monkeypatch.undo()
+    g1 = gen.sample(2, conditions=COND, seed=0, steps=3, guidance=1.0).images
+    g4 = gen.sample(2, conditions=COND, seed=0, steps=3, guidance=4.0).images
+    assert not np.allclose(g1, g4)
+    s = gen.sample(1, conditions=COND, seed=0, steps=3, guidance=4.0)
+    assert s.metadata["guidance"].iloc[0] == 4.0
+
+
+def test_ddim_sampler(gen):
+    g = dm.DiffusionGenerator(gen.card, gen.net, gen.clip, sampler="ddim")
+    s = g.sample(2, conditions=COND, seed=0, steps=3)
+    assert (s.metadata["sampler"] == "ddim").all() and s.images.shape == (2, 1, 64, 64)
+    with pytest.raises(ConditionError, match="sampler"):
+        dm.DiffusionGenerator(gen.card, gen.net, gen.clip, sampler="euler")
+
+
+def test_prompt_conditions_only_on_what_was_given(gen):
+    s = gen.sample(2, prompt="Left pleural effusion.", seed=0, steps=3)
+    assert (s.metadata["conditioned_on"] == "prompt").all()
+    s2 = gen.sample(2, prompt="Left pleural effusion.", conditions={"sex": "M"}, seed=0, steps=3)
+    assert (s2.metadata["conditioned_on"] == "sex,prompt").all()
+    other = gen.sample(2, prompt="Moderate cardiomegaly.", seed=0, steps=3)
+    assert not np.allclose(s.images, other.images)
+    with pytest.raises(ConditionError):
+        gen.sample(1, prompt="effusion " * 70, seed=0, steps=2)
+
+
+def test_model_without_text_refuses_prompts():
+    g = dm.DiffusionGenerator.tiny(seed=0, text=False)
+    assert "text" not in g.capabilities
+    with pytest.raises(CapabilityError):
+        g.sample(1, prompt="effusion", seed=0, steps=2)
+
+
+def test_cancel_via_callback(gen):
+    seen = []
+
+    def cb(done, total):
+        seen.append(done)
+        return done < 2
+
+    with pytest.raises(CancelledError):
+        gen.sample(6, conditions=COND, seed=0, steps=2, batch_size=2, callback=cb)
+    assert seen == [0, 2]
+
+
+def test_inpaint_keeps_known_region_and_changes_masked_region(gen):
+    src = gen.sample(2, conditions=COND, seed=3, steps=3)
+    mask = np.zeros((64, 64), np.float32)
+    mask[32:, :] = 1
+    out = gen.inpaint(src, mask, seed=0, steps=4)
+    np.testing.assert_array_equal(out.images[:, :, :32], src.images[:, :, :32])
+    assert not np.allclose(out.images[:, :, 32:], src.images[:, :, 32:])
+    assert (out.metadata["mask_fraction"] == 0.5).all()
+    # the RePaint loop itself (without the base class paste) keeps the known region close
+    m4 = np.broadcast_to(mask, (2, 1, 64, 64)).astype(np.float32).copy()
+    raw = gen._inpaint(src.images, m4, out.metadata, np.array([1, 2]), 4, 2.0, None)
+    assert np.abs(raw[:, :, :32] - src.images[:, :, :32]).max() < 1e-5
+    again = gen.inpaint(src, mask, seed=0, steps=4)
+    np.testing.assert_array_equal(out.images, again.images)
+
+
+def test_repaint_jumps_resample(gen):
+    calls = []
+    orig = gen.net.forward
+    gen.net.forward = lambda x, t, c: calls.append(1) or orig(x, t, c)
+    try:
+        src = gen.sample(1, conditions=COND, seed=3, steps=2)
+        gen.inpaint(src, np.ones((64, 64)), seed=0, steps=6)
+    finally:
+        del gen.net.forward
+    assert len(calls) > 6  # jumps back in time add denoising passes
+
+
+def _toy_data(n=8):
+    rng = np.random.default_rng(0)
+    meta = pd.DataFrame({"age": np.linspace(20, 85, n), "sex": ["F", "M"] * (n // 2),
+                         "cardiomegaly": [0, 1] * (n // 2), "nodule": 0, "effusion": [1, 0] * (n // 2),
+                         "pneumothorax": 0, "report": ["Left pleural effusion.", "Moderate cardiomegaly."] * (n // 2)})
+    return ImageSet(rng.random((n, 1, 64, 64)).astype(np.float32), meta, {"source": "toy"})
+
+
+def test_train_save_load_round_trip(tmp_path, gen):
+    from medsynth_explore.checkpoint import load_checkpoint
+    from medsynth_explore.generators import load_generator
+
+    out = tmp_path / "d.safetensors"
+    info = []
+    card = dm.train_diffusion(_toy_data(), out, steps=60, max_minutes=None, seed=0, config=dm._tiny_config(),
+                              batch_size=4, clip=gen.clip, callback=info.append)
+    assert card["training"]["steps"] == 60 and [i["step"] for i in info] == [50]
+    assert card["training"]["time_seconds"] > 0
+    assert card["training_data"]["condition_distribution"]["n"] == 8
+    loaded = load_generator(out)
+    assert isinstance(loaded, dm.DiffusionGenerator)
+    assert set(loaded.capabilities) == {"conditions", "text", "inpaint", "guidance", "steps"}
+    a = loaded.sample(2, conditions=COND, prompt="Left pleural effusion.", seed=0, steps=2).images
+    b = dm.train_diffusion.last_model.sample(2, conditions=COND, prompt="Left pleural effusion.", seed=0, steps=2).images
+    np.testing.assert_allclose(a, b, atol=2e-2)  # fp16 storage of the text encoder
+    assert load_checkpoint(out).card["family"] == "diffusion"
+
+
+def test_train_is_seeded_and_cancellable(gen):
+    a = dm.train_diffusion(_toy_data(), None, steps=3, max_minutes=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    wa = [p.detach().clone() for p in dm.train_diffusion.last_model.net.parameters()]
+    dm.train_diffusion(_toy_data(), None, steps=3, max_minutes=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    wb = list(dm.train_diffusion.last_model.net.parameters())
+    assert all(torch.equal(x, y) for x, y in zip(wa, wb))
+    assert a["capabilities"] == ["conditions", "guidance", "steps", "inpaint"]
+    with pytest.raises(CancelledError):
+        dm.train_diffusion(_toy_data(), None, steps=100, max_minutes=None, config=dm._tiny_config(), batch_size=4,
+                           clip=False, callback=lambda info: False)
+    with pytest.raises(DataError, match="age"):
+        dm.train_diffusion(ImageSet(np.zeros((4, 1, 64, 64), np.float32)), None, steps=1, clip=False)
+
+
+@pytest.mark.skipif(not dm.DEFAULT_DIFFUSION_PATH.is_file(), reason="shipped diffusion checkpoint not present")
+def test_shipped_checkpoint_loads_and_samples():
+    from medsynth_explore.generators import load_generator
+
+    g = load_generator("phantomcxr-diffusion")
+    s = g.sample(2, conditions=COND, seed=0, steps=3)
+    assert s.images.shape == (2, 1, 64, 64) and np.isfinite(s.images).all()
+    assert g.card["training"]["time_seconds"] > 0
