@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget; training stops after the epoch that passes it")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grids-only", action="store_true")
+    ap.add_argument("--init-from", type=Path, default=None, help="GAN only: start the generator from this checkpoint")
+    ap.add_argument("--mismatch-weight", type=float, default=0.5, help="GAN only: weight of the shuffled-condition negatives")
     ap.add_argument("--physics-grid", type=Path, default=None, help="also draw the simulator's grid here, for comparison")
     args = ap.parse_args()
 
@@ -92,7 +94,8 @@ def main() -> None:
             else:
                 from medsynth_explore.generators.gan import train_gan
 
-                card = train_gan(data, out, epochs=args.epochs or 40, seed=0, max_seconds=args.minutes * 60, log=lambda s: print(s, flush=True))
+                card = train_gan(data, out, epochs=args.epochs or 40, seed=0, max_seconds=args.minutes * 60, init_from=args.init_from,
+                                 mismatch_weight=args.mismatch_weight, log=lambda s: print(s, flush=True))
             print(f"{model}: saved {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {card['sha256']}, "
                   f"{card['training']['time_seconds']:.0f}s", flush=True)
         gen = load_generator(out)

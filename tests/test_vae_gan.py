@@ -165,3 +165,11 @@ def test_shipped_checkpoint_loads_and_samples(name):
     assert (s.metadata["sex"] == "M").all() and (s.metadata["cardiomegaly"] == 1).all()
     assert s.metadata["age"].between(18, 90).all()
     assert s.images.std() > 0.05  # not a blank or collapsed output
+
+
+def test_gan_can_start_from_a_checkpoint(data, gan_file, tmp_path):
+    p, card = gan_file
+    out = train_gan(data, tmp_path / "more.safetensors", seed=1, init_from=p, **TINY_GAN)
+    assert out["training"]["initialised_from"] == card["sha256"]
+    with pytest.raises(CheckpointError, match="not a GAN with architecture"):
+        train_gan(data, tmp_path / "bad.safetensors", seed=1, init_from=p, **dict(TINY_GAN, width=8))

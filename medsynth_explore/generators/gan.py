@@ -204,6 +204,8 @@ def train_gan(
     name: str = "phantomcxr-gan",
     weights_dtype: str = "float16",
     max_seconds: float | None = None,
+    init_from: Any = None,
+    mismatch_weight: float = 0.5,
     log: Callable[[str], Any] | None = None,
 ) -> dict:
     """Train a conditional GAN on an ImageSet and save the generator as a checkpoint.
@@ -232,6 +234,12 @@ def train_gan(
     max_seconds : float, optional
         Stop after the first epoch that ends past this wall-clock budget; the
         card records the epochs actually run.
+    init_from : path-like, optional
+        A GAN checkpoint of the same architecture whose generator weights start
+        the run (the discriminator starts fresh); its SHA-256 goes in the card.
+    mismatch_weight : float
+        Weight of the loss term that shows the discriminator real images with
+        shuffled conditions as fakes (pushes the generator to follow conditions).
     log : callable(str), optional
 
     Returns
@@ -262,6 +270,13 @@ def train_gan(
     arch = {"image_size": image_size, "channels": 1, "latent_dim": int(latent_dim), "width": int(width), "cond_dim": int(schema.width)}
     G = build_gan_generator(**arch)
     D = build_gan_discriminator(image_size=image_size, channels=1, width=int(d_width or width), cond_dim=int(schema.width))
+    init_sha = None
+    if init_from is not None:
+        ck = load_checkpoint(init_from)
+        if ck.card["family"] != "gan" or {k: ck.card["architecture"].get(k) for k in arch} != arch:
+            raise CheckpointError(f"init_from {str(init_from)!r} is not a GAN with architecture {arch}; it has {ck.card['architecture']}.")
+        G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.tensors.items()})
+        init_sha = ck.sha256
     G_ema = copy.deepcopy(G).eval()
     opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(0.0, 0.9))
@@ -288,7 +303,7 @@ def train_gan(
             d_loss = torch.relu(1.0 - D(x, c)).mean() + torch.relu(1.0 + D(fake, c)).mean()
             # conditional mismatch: real images with shuffled conditions count as fake
             shuf = c[torch.randperm(b, generator=gen)]
-            d_loss = d_loss + 0.5 * torch.relu(1.0 + D(x, shuf)).mean() * float((shuf != c).any())
+            d_loss = d_loss + mismatch_weight * torch.relu(1.0 + D(x, shuf)).mean() * float((shuf != c).any())
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -341,7 +356,8 @@ def train_gan(
             "optimizer": "Adam(betas=(0, 0.9))",
             "lr_generator": lr_g,
             "lr_discriminator": lr_d,
-            "loss": "hinge, plus real images with shuffled conditions as negatives (weight 0.5)",
+            "loss": f"hinge, plus real images with shuffled conditions as negatives (weight {mismatch_weight})",
+            "initialised_from": init_sha,
             "ema_decay": ema,
             "discriminator_width": int(d_width or width),
             "seed": seed,

@@ -233,8 +233,9 @@ def train_vae(
     lr: float = 2e-3,
     latent_dim: int = 32,
     width: int = 32,
-    sigma: float = 0.1,
+    sigma: float = 0.2,
     kl_warmup: float = 0.3,
+    temperature: float = 0.8,
     name: str = "phantomcxr-vae",
     weights_dtype: str = "float16",
     max_seconds: float | None = None,
@@ -261,6 +262,8 @@ def train_vae(
         Pixel noise scale of the Gaussian likelihood (smaller: sharper, less regular).
     kl_warmup : float
         Fraction of training over which the KL weight rises linearly from 0 to 1.
+    temperature : float
+        Default latent temperature at sampling, written to the card's sampler defaults.
     name : str
         Model name written in the card.
     weights_dtype : {"float16", "float32"}
@@ -363,7 +366,7 @@ def train_vae(
             "torch_threads": torch.get_num_threads(),
             "history": history[-5:],
         },
-        sampler_defaults={"sampler": "vae-prior", "temperature": 1.0},
+        sampler_defaults={"sampler": "vae-prior", "temperature": float(temperature)},
         intended_use="Teaching and method development on simulated PhantomCXR radiographs; not for clinical use.",
         limitations=[
             "Trained only on simulated PhantomCXR images; it has never seen a real radiograph.",
