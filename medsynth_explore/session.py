@@ -308,49 +308,43 @@ class Session:
 
     def fairness(self, by: Sequence[str] = ("sex",), generator: str | None = None, metric: str = "coverage",
                  n_boot: int = 100, min_group: int = 8) -> pd.DataFrame:
-        """One metric per subgroup, with bootstrap intervals, best/worst group and the gap.
+        """One metric per subgroup, with bootstrap intervals, the worst group and the gap.
 
         Subgroups come from the metadata of both sides (requested conditions
-        on the synthetic side, ground truth on the real side). ``age`` is
-        binned into decades-style groups (``age_group``).
+        on the synthetic side, ground truth on the real side); ``age`` is
+        binned (``age_group``). Computed by
+        :func:`medsynth_explore.metrics.by_group`; nearest-neighbour metrics
+        resample distinct rows only, so a duplicated row is never its own
+        neighbour. The table's ``attrs`` hold ``difference``, ``ratio``,
+        ``worst``, ``best`` and ``overall``.
         """
-        syn_set = self.synthetic[generator or self.active]
+        from .metrics.subgroups import by_group
+
+        name = generator or self.active
+        syn_set = self.synthetic[name]
         if len(syn_set) == 0:
             raise DataError("no synthetic images yet; generate some first.")
-        real_meta, syn_meta = _with_age_group(self.reference.metadata), _with_age_group(syn_set.metadata)
-        by = [("age_group" if c == "age" else c) for c in by]
+        by = ["age_group" if c == "age" else c for c in by]
         for c in by:
-            if c not in real_meta.columns or c not in syn_meta.columns:
+            col = "age" if c == "age_group" else c
+            if col not in self.reference.metadata.columns or col not in syn_set.metadata.columns:
                 raise DataError(f"cannot group by {c!r}: it must be a column of both the reference and the synthetic metadata.")
-        real_key = real_meta[list(by)].astype(str).agg(" & ".join, axis=1)
-        syn_key = syn_meta[list(by)].astype(str).agg(" & ".join, axis=1)
-        rng = np.random.default_rng(self.seed)
-        rows = []
-        real_f, syn_f = self.reference_features(), self.synthetic_features(generator)
-        for group in sorted(set(real_key) & set(syn_key)):
-            rm, sm = (real_key == group).to_numpy(), (syn_key == group).to_numpy()
-            if rm.sum() < min_group or sm.sum() < min_group:
-                continue
-            value = self.metrics(generator, [metric], real_mask=rm, synthetic_mask=sm)[metric]
-            boots = []
-            ri, si = np.flatnonzero(rm), np.flatnonzero(sm)
-            for _ in range(n_boot):
-                r = rng.choice(ri, len(ri))
-                s = rng.choice(si, len(si))
-                boots.append(_single_metric(metric, real_f[r], syn_f[s], self.seed))
-            lo, hi = np.nanpercentile(boots, [2.5, 97.5])
-            rows.append({"group": group, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi,
-                         "n_real": int(rm.sum()), "n_synthetic": int(sm.sum())})
-        table = pd.DataFrame(rows)
+        nn_metric = metric in ("precision", "recall", "density", "coverage")
+        result = by_group(lambda r, s: _single_metric(metric, r, s, self.seed), metric, self.reference_features(),
+                          self.reference.metadata, self.synthetic_features(name), syn_set.metadata, by, n_boot=n_boot,
+                          seed=self.seed, higher_is_better=metric not in ("fid", "kid"), min_n=min_group,
+                          dedupe_bootstrap=nn_metric)
+        table = result.by_group.rename(columns={"n": "n_synthetic"}).reset_index(names="group")
+        table = table[np.isfinite(table["value"].astype(float))].reset_index(drop=True)
         if table.empty:
             raise DataError(f"no subgroup of {list(by)} has at least {min_group} images on both sides; generate more.")
-        worse_is_higher = metric in ("fid", "kid")
-        worst = table["value"].idxmax() if worse_is_higher else table["value"].idxmin()
-        best = table["value"].idxmin() if worse_is_higher else table["value"].idxmax()
-        table["worst"] = table.index == worst
-        table.attrs.update(difference=float(table.value.max() - table.value.min()),
-                           ratio=float(table.value.min() / table.value.max()) if table.value.max() else float("nan"),
-                           worst=table.loc[worst, "group"], best=table.loc[best, "group"])
+        table.insert(1, "metric", metric)
+        worst = result.worst()
+        table["worst"] = table["group"] == worst
+        values = table.set_index("group")["value"].astype(float)
+        best = values.idxmax() if result.higher_is_better else values.idxmin()
+        table.attrs.update(difference=result.difference(), ratio=result.ratio(), worst=worst, best=str(best),
+                           overall=float(result.overall))
         return table
 
     # ------------------------------------------------------------------ inpainting
@@ -487,15 +481,6 @@ class Embedding:
     def clear(self, name: str) -> None:
         """Forget the synthetic points of ``name``."""
         self.synthetic.pop(name, None)
-
-
-def _with_age_group(meta: pd.DataFrame, edges: Sequence[int] = (18, 40, 60, 75, 91)) -> pd.DataFrame:
-    if "age" not in meta.columns or "age_group" in meta.columns:
-        return meta
-    labels = [f"{a}-{b - 1}" for a, b in zip(edges[:-1], edges[1:])]
-    out = meta.copy()
-    out["age_group"] = pd.cut(out["age"].astype(float), bins=list(edges), labels=labels, right=False).astype(str)
-    return out
 
 
 def _single_metric(metric: str, real: np.ndarray, syn: np.ndarray, seed: int) -> float:

@@ -192,7 +192,7 @@ def test_complete_fills_parameters_labels_win():
     for c in ("nodule_x", "nodule_y", "nodule_diameter_mm", "effusion_volume_ml", "pneumothorax_size", "ctr"):
         t[c] = np.nan
     c = complete_patients(t)
-    assert c["nodule_diameter_mm"].between(15, 30).all()
+    assert c["nodule_diameter_mm"].between(18, 30).all()
     assert c["nodule_x"].between(0, 1).all() and c["nodule_y"].between(0, 1).all()
     assert c["effusion_volume_ml"].between(150, 1500).all()
     assert c["pneumothorax_size"].between(0.2, 0.7).all()

@@ -446,7 +446,7 @@ def test_turing_report_bins_age_and_pivots():
                       "age": [25, 25, 45, 45, 65, 65, 80, 80, 25, 45, 65, 80], "sex": ["F"] * 12, "effusion": [0, 1] * 6})
     r = turing_report(a)
     assert "sex=F" not in set(r.group)  # one level: no subgroup
-    assert {"age_group=18-39", "age_group=40-59", "age_group=60-74", "age_group=75-90", "effusion=0"} <= set(r.group)
+    assert {"age_group=18-39", "age_group=40-59", "age_group=60-79", "age_group=80+", "effusion=0"} <= set(r.group)
     table = subgroup_table(r)
     assert table.columns.tolist() == ["group", "accuracy", "sensitivity", "specificity"]
     assert table.group.iloc[0] == "overall" and table.accuracy.iloc[0].startswith("0.50 [")

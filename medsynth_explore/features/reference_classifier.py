@@ -32,17 +32,27 @@ TARGETS = tuple(f"p_{f}" for f in FINDINGS) + ("p_female", "age")
 AGE_RANGE = (18.0, 90.0)
 
 
-def _network(width: int = 32):
+
+def _network(width: int = 16):
+    import torch
     import torch.nn as nn
 
     def block(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                             nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
 
-    return nn.Sequential(
-        block(1, width), block(width, width * 2), block(width * 2, width * 4), block(width * 4, width * 4),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(width * 4, len(FINDINGS) + 2),
-    )
+    class Net(nn.Module):
+        # max pooling beside average pooling: a small lesion anywhere in the image counts
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(*block(1, width), *block(width, 2 * width), *block(2 * width, 3 * width),
+                                      nn.Conv2d(3 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(inplace=True))
+            self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(8 * width, len(FINDINGS) + 2))
+
+        def forward(self, x):
+            h = self.body(x)
+            return self.head(torch.cat([h.amax((2, 3)), h.mean((2, 3))], 1))
+
+    return Net()
 
 
 def _prepare(images: Any, size: int):
@@ -128,7 +138,7 @@ def train_reference_classifier(
     out: Any,
     epochs: int = 12,
     seed: int = 0,
-    width: int = 32,
+    width: int = 16,
     image_size: int = 64,
     batch_size: int = 64,
     lr: float = 2e-3,

@@ -348,7 +348,7 @@ def complete_patients(patients: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
       and the row number.
     * A finding whose label is 1 but whose parameters are NaN/"none" gets
       parameters drawn from the row's ``anatomy_seed`` (so the same row always
-      gets the same ones): nodule position inside a lung and diameter 15-30 mm;
+      gets the same ones): nodule position inside a lung and diameter 18-30 mm;
       effusion side and 150-1500 mL; pneumothorax side and size 0.25-0.65 (the
       fraction of the hemithorax's projected lung area taken by pleural air); chest tube on
       the pneumothorax side (else random).
@@ -373,7 +373,7 @@ def complete_patients(patients: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     --------
     >>> t = sample_patients(2, seed=0)
     >>> t["nodule"] = 1; t["nodule_diameter_mm"] = float("nan")
-    >>> bool(complete_patients(t)["nodule_diameter_mm"].between(15, 30).all())
+    >>> bool(complete_patients(t)["nodule_diameter_mm"].between(18, 30).all())
     True
     """
     if not isinstance(patients, pd.DataFrame):
@@ -462,7 +462,7 @@ def complete_patients(patients: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     x_mm = np.where(side == "left", off, -off)
     nx = np.where(need_pos, np.round(0.5 + x_mm / FOV_MM, 4), nx)
     ny = np.where(need_pos, np.round(0.5 - y_mm / FOV_MM, 4), ny)
-    nd = np.where(np.isfinite(nd) & (nd > 0), nd, np.round(15 + 15 * u(26), 1))
+    nd = np.where(np.isfinite(nd) & (nd > 0), nd, np.round(18 + 12 * u(26), 1))
     df["nodule_x"] = np.where(has, nx, np.nan)
     df["nodule_y"] = np.where(has, ny, np.nan)
     df["nodule_diameter_mm"] = np.where(has, nd, np.nan)

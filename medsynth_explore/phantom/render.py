@@ -39,7 +39,7 @@ MU = {
     "bone": 0.0480,  # cortical-trabecular mix of a rib
     "vertebra": 0.0300,  # trabecular vertebral body
     "fluid": 0.0205,
-    "nodule": 0.0340,  # partly calcified nodule (granuloma-like), denser than soft tissue
+    "nodule": 0.0400,  # partly calcified nodule (granuloma-like), denser than soft tissue
     "air": 0.0,
     "tube_marker": 0.30,  # barium-loaded stripe of a chest tube
 }

@@ -49,13 +49,15 @@ def turing_report(answers: pd.DataFrame, columns: Sequence[str] = _GROUP_COLUMNS
     ...                   "age": [30, 30, 30, 30, 70, 70, 70, 70]})
     >>> r = turing_report(a)
     >>> sorted(set(r.group))
-    ['age_group=18-39', 'age_group=60-74', 'overall', 'sex=F', 'sex=M']
+    ['age_group=18-39', 'age_group=60-79', 'overall', 'sex=F', 'sex=M']
     >>> float(r.set_index(["group", "measure"]).loc[("overall", "specificity"), "value"])
     1.0
     """
-    from ..session import _with_age_group
+    from ..metrics.subgroups import age_group
 
-    df = _with_age_group(pd.DataFrame(answers))
+    df = pd.DataFrame(answers)
+    if "age" in df.columns and "age_group" not in df.columns:
+        df["age_group"] = age_group(df["age"]).astype(str).to_numpy()
     by = [c for c in columns if c in df.columns and 2 <= df[c].nunique(dropna=False) <= max_levels]
     return score_answers(df, by=by)
 
