@@ -25,7 +25,7 @@ from .population import _as_population, _check_n
 from .render import MASK_NAMES, MU, Anatomy, _check_size, anatomy, render
 from .reports import write_reports
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 __all__ = [
     "__version__",
