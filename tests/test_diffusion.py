@@ -81,6 +81,8 @@ def test_prompt_conditions_only_on_what_was_given(gen):
     assert (s.metadata["conditioned_on"] == "prompt").all()
     s2 = gen.sample(2, prompt="Left pleural effusion.", conditions={"sex": "M"}, seed=0, steps=3)
     assert (s2.metadata["conditioned_on"] == "sex,prompt").all()
+    s3 = gen.sample(2, prompt="Left pleural effusion.", conditions={"findings": ["effusion"]}, seed=0, steps=3)
+    assert (s3.metadata["conditioned_on"] == "findings,prompt").all()
     other = gen.sample(2, prompt="Moderate cardiomegaly.", seed=0, steps=3)
     assert not np.allclose(s.images, other.images)
     with pytest.raises(ConditionError):

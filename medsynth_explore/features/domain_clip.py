@@ -583,7 +583,8 @@ def evaluate_clip(clip: DomainCLIP, data, findings: Sequence[str] | None = None)
         report (or a report with identical text) is the best / among the five
         best of all distinct held-out reports. ``zeroshot_auroc``: per finding,
         the AUROC of ``sim(image, positive prompt) - sim(image, negative
-        prompt)`` against the label.
+        prompt)`` against the label. ``retrieval_top1_same_findings``: fraction
+        of images whose best report states exactly their findings.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -598,8 +599,15 @@ def evaluate_clip(clip: DomainCLIP, data, findings: Sequence[str] | None = None)
     top1 = float(np.mean(order[:, 0] == inv))
     top5 = float(np.mean((order[:, :5] == inv[:, None]).any(1)))
     out = {"retrieval_top1": top1, "retrieval_top5": top5, "n_images": int(len(zi)), "n_distinct_reports": int(len(uniq))}
-    aucs = {}
     meta = data.metadata
+    lab_cols = [c for c in FINDING_PROMPTS if c in meta.columns]
+    if lab_cols:
+        # first report of each distinct text, and whether the best report states the image's findings
+        lab = meta[lab_cols].fillna(0).to_numpy(int)
+        first = np.zeros(len(uniq), int)
+        first[inv[::-1]] = np.arange(len(inv))[::-1]
+        out["retrieval_top1_same_findings"] = float(np.mean((lab[first[order[:, 0]]] == lab).all(1)))
+    aucs = {}
     names = findings if findings is not None else [f for f in FINDING_PROMPTS if f in meta.columns]
     for f in names:
         y = meta[f].to_numpy().astype(int)

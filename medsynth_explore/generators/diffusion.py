@@ -299,7 +299,11 @@ class DiffusionGenerator(Generator):
     # -- conditions -----------------------------------------------------------------------
     def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int) -> pd.DataFrame:
         table = super()._resolve(n, conditions, prompts, seed)
-        given = set(self.conditions.validate(conditions)) if conditions is not None else set()
+        keys = set(self.conditions.validate(conditions)) if conditions is not None else set()
+        given = set()
+        for c in self.conditions:
+            if c.name in keys or (c.kind == "findings" and keys & set(c.names)):
+                given.add(c.name)
         has_prompt = table["prompt"].astype(str).str.len() > 0
         used = []
         for hp in has_prompt:
