@@ -160,7 +160,7 @@ def test_worker_killed_mid_export_loses_no_finished_shard(cluster, tmp_path):
     _, client = cluster
     marks = tmp_path / "marks"
     marks.mkdir()
-    gen = NoiseGenerator(delay=0.6, marks=str(marks))
+    gen = NoiseGenerator(delay=1.0, marks=str(marks))
     out = tmp_path / "syn"
     n, size = 16, 2
     # shard of each image seed that starts a shard (what the generator notes in ``marks``)
@@ -180,9 +180,11 @@ def test_worker_killed_mid_export_loses_no_finished_shard(cluster, tmp_path):
         recorded = {int(p.stem.split("-")[1]) for p in (out / ".progress").glob("shard-*.json")}
         pids = set(client.run(os.getpid).values())
         for m in sorted(marks.iterdir(), key=lambda p: int(p.name.split("-")[2])):
-            s, pid, _ = m.name.split("-")
+            s, pid, started = m.name.split("-")
             shard = first.get(int(s))
-            if shard is not None and shard not in recorded and int(pid) in pids:
+            # only a shard started less than half its run time ago is surely still running
+            fresh = time.monotonic_ns() - int(started) < 0.5e9 * gen.delay
+            if shard is not None and shard not in recorded and int(pid) in pids and fresh:
                 killed.append((int(pid), shard))
                 os.kill(int(pid), signal.SIGKILL)
                 break
