@@ -62,6 +62,53 @@ def save_grid(gen, path: Path, cols: int = 8, seed: int = 0) -> None:
     print(f"wrote {path}")
 
 
+def condition_effects(gen, n: int = 64, seed: int = 1) -> dict:
+    """Mean intensity change a condition causes where the simulator says it should.
+
+    Regions come from the simulator's ground truth (60-year-old men): the
+    effusion region (effusion mask in > 30 % of patients), the ring a
+    cardiomegaly adds to the heart shadow, and the lower lung fields (rows
+    36-49) for female vs male. Values for the physics simulator are the target.
+    """
+    from medsynth_explore.generators import load_generator
+    from medsynth_explore.phantom import anatomy
+
+    phys = load_generator("phantomcxr-physics")
+    base = {"age": 60, "sex": "M"}
+    eff = anatomy(phys.sample(n, conditions={**base, "findings": ["effusion"]}, seed=0).metadata).masks["effusion"].mean(0) > 0.3
+    heart = lambda f: anatomy(phys.sample(n, conditions={**base, "findings": f}, seed=0).metadata).masks["heart"].mean(0) > 0.5  # noqa: E731
+    ring = heart(["cardiomegaly"]) & ~heart([])
+    h = gen.sample(n, conditions={**base, "findings": []}, seed=seed).images[:, 0]
+    e = gen.sample(n, conditions={**base, "findings": ["effusion"]}, seed=seed).images[:, 0]
+    c = gen.sample(n, conditions={**base, "findings": ["cardiomegaly"]}, seed=seed).images[:, 0]
+    f = gen.sample(n, conditions={"age": 60, "sex": "F", "findings": []}, seed=seed).images[:, 0]
+    return {
+        "effusion_region_delta": round(float((e - h)[:, eff].mean()), 4),
+        "cardiomegaly_heart_ring_delta": round(float((c - h)[:, ring].mean()), 4),
+        "female_minus_male_lower_lungs": round(float((f - h)[:, 36:50, 10:54].mean()), 4),
+    }
+
+
+def add_release_metrics(path: Path) -> str:
+    """Measure condition effects of a checkpoint and the simulator; store them in its card."""
+    from medsynth_explore.checkpoint import load_checkpoint, save_checkpoint
+    from medsynth_explore.generators import load_generator
+
+    ck = load_checkpoint(path)
+    card = dict(ck.card)
+    metrics = dict(card.get("metrics") or {})
+    metrics["condition_effects"] = condition_effects(load_generator(path))
+    metrics["condition_effects_physics_reference"] = condition_effects(load_generator("phantomcxr-physics"))
+    metrics["condition_effects_protocol"] = (
+        "64 images per condition at seed 1, age 60; mean intensity change inside simulator ground-truth regions "
+        "(scripts/train_shipped.py:condition_effects)"
+    )
+    card["metrics"] = metrics
+    sha = save_checkpoint(path, ck.tensors, card)
+    print(f"{path.name}: {metrics['condition_effects']} (physics {metrics['condition_effects_physics_reference']}), sha256 {sha}")
+    return sha
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["vae", "gan"], default=None)
@@ -70,6 +117,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget; training stops after the epoch that passes it")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grids-only", action="store_true")
+    ap.add_argument("--measure", action="store_true", help="write condition-effect metrics into the checkpoint's card")
     ap.add_argument("--init-from", type=Path, default=None, help="GAN only: start the generator from this checkpoint")
     ap.add_argument("--mismatch-weight", type=float, default=0.5, help="GAN only: weight of the shuffled-condition negatives")
     ap.add_argument("--physics-grid", type=Path, default=None, help="also draw the simulator's grid here, for comparison")
@@ -98,6 +146,8 @@ def main() -> None:
                                  mismatch_weight=args.mismatch_weight, log=lambda s: print(s, flush=True))
             print(f"{model}: saved {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {card['sha256']}, "
                   f"{card['training']['time_seconds']:.0f}s", flush=True)
+        if args.measure or not args.grids_only:
+            add_release_metrics(out)
         gen = load_generator(out)
         save_grid(gen, ROOT / "docs" / "images" / f"{model}_samples.png")
     if args.physics_grid:
