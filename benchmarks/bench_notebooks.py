@@ -49,16 +49,16 @@ def main(argv: list[str]) -> int:
     empty = nbformat.v4.new_notebook()
     empty.cells = [nbformat.v4.new_code_cell("import medsynth_explore")]
     base_s, base_b = run(empty)
-    print(f"{'peer: empty notebook':36s} {base_s:7.1f} s  {base_b / 2**20:7.0f} MiB")
+    print(f"{'peer: empty notebook':40s} {base_s:7.1f} s  {base_b / 2**20:7.0f} MiB")
     total, worst = 0.0, 0
     for p in paths:
         s, b = run(nbformat.read(p, as_version=4))
         total += s
         worst = max(worst, b)
         flag = "  OVER 2 GB" if b > BINDER_BYTES else ""
-        print(f"{p.name:36s} {s:7.1f} s  {b / 2**20:7.0f} MiB  {s / base_s:5.1f}x time of peer  "
+        print(f"{p.name:40s} {s:7.1f} s  {b / 2**20:7.0f} MiB  {s / base_s:5.1f}x time of peer  "
               f"{b / BINDER_BYTES:5.0%} of 2 GB{flag}", flush=True)
-    print(f"{'all tutorials':36s} {total:7.1f} s  (peak {worst / 2**20:.0f} MiB; {total / base_s:.1f}x the peer)")
+    print(f"{'all tutorials':40s} {total:7.1f} s  (peak {worst / 2**20:.0f} MiB; {total / base_s:.1f}x the peer)")
     return 0 if worst <= BINDER_BYTES else 1
 
 
