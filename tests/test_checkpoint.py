@@ -225,6 +225,7 @@ class _Payload:
         return (_payload_target, ("payload ran",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_malicious_pickle_refused_even_with_opt_in(tmp_path):
     _EXECUTED.clear()
     p = tmp_path / "evil.pt"
