@@ -1,0 +1,136 @@
+"""Quality of every installed generator, measured on ground truth the simulator knows.
+
+For each generator: 10 condition cells (no finding or one of four findings,
+times F/M), ``--per-cell`` images each (default 64), ages drawn uniformly in
+20-85 and requested per image. Reported, with the physics simulator as the
+peer measured in the same run:
+
+* conditioning fidelity judged by the reference classifier (trained on real
+  simulated images): AUROC of each requested finding, accuracy of the
+  requested sex, MAE of the requested age;
+* text fidelity: mean CLIPScore (100 max(cos, 0), domain CLIP) of each image
+  with the report of its own conditions vs with a mismatched report (the
+  report of a shuffled cell);
+* inpainting (models that can): PSNR outside the mask and the change of the
+  classifier's nodule probability when a nodule is asked for in a lung disc;
+* memorization: share of samples nearer (domain CLIP features) to a training
+  image than the 1st percentile of held-out-to-train distances (target <= 1%);
+* speed: images per second at default settings.
+
+Run: ``python benchmarks/bench_fidelity.py [--per-cell 64] [--markdown]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+FINDINGS = ("cardiomegaly", "nodule", "effusion", "pneumothorax")
+
+
+def cells(per_cell: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for finding in ("none", *FINDINGS):
+        for sex in ("F", "M"):
+            for _ in range(per_cell):
+                rows.append({"finding": finding, "sex": sex, "age": float(rng.integers(20, 86))})
+    return pd.DataFrame(rows)
+
+
+def reports_for(table: pd.DataFrame, seed: int = 0) -> list[str]:
+    """Reports the simulator would write for these requested conditions."""
+    from medsynth_explore.phantom import sample_patients, write_reports
+    from medsynth_explore.phantom.population import complete_patients
+
+    p = sample_patients(len(table), seed=seed)
+    p["age"] = table["age"].round().astype(int).to_numpy()
+    p["sex"] = table["sex"].to_numpy()
+    for f in FINDINGS:
+        p[f] = (table["finding"] == f).astype(int).to_numpy()
+    p["chest_tube"] = 0
+    return write_reports(complete_patients(p, seed=seed), seed=seed)
+
+
+def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0) -> dict:
+    from medsynth_explore.metrics import clip_score, copy_rate, psnr
+
+    conds = {"age": table["age"].to_numpy(), "sex": table["sex"].tolist(),
+             "findings": [[] if f == "none" else [f] for f in table["finding"]]}
+    gen.sample(8, seed=seed + 99)  # warm-up
+    t0 = time.perf_counter()
+    out = gen.sample(len(table), conditions=conds, seed=seed)
+    seconds = time.perf_counter() - t0
+    pred = clf.predict(out.images)
+    res = {"generator": gen.name, "images_per_s": len(table) / seconds}
+    for f in FINDINGS:
+        y = (table["finding"] == f).to_numpy()
+        res[f"auroc_{f}"] = roc_auc_score(y, pred[f"p_{f}"])
+    res["sex_accuracy"] = float(((pred["p_female"] > 0.5) == (table["sex"] == "F")).mean())
+    res["age_mae"] = float(np.abs(pred["age"] - table["age"]).mean())
+    if clip is not None:
+        texts = reports_for(table, seed)
+        img = clip.encode_image(out.images)
+        own = clip_score(img, clip.encode_text(texts, truncate=True))
+        order = np.random.default_rng(seed).permutation(len(texts))
+        # mismatched: a report of another cell (different finding or sex)
+        other = [texts[j] for j in order]
+        mis = clip_score(img, clip.encode_text(other, truncate=True))
+        differ = (table["finding"].to_numpy()[order] != table["finding"].to_numpy()) | (table["sex"].to_numpy()[order] != table["sex"].to_numpy())
+        res["clipscore_matched"] = float(own[differ].mean())
+        res["clipscore_mismatched"] = float(mis[differ].mean())
+        res["copy_rate"] = copy_rate(train_f, img, held_f, q=0.01)["copy_rate"]
+    if "inpaint" in gen.capabilities:
+        from medsynth_explore.phantom import simulate
+
+        base = simulate(32, seed=777).query("nodule == 0")
+        mask = np.zeros((64, 64), np.float32)
+        yy, xx = np.mgrid[:64, :64]
+        mask[(yy - 26) ** 2 + (xx - 20) ** 2 <= 36] = 1  # a disc in the image-left (patient right) upper lung
+        after = gen.inpaint(base, mask, conditions={"findings": ["nodule"]}, seed=seed)
+        res["inpaint_psnr_outside_db"] = float(np.mean([psnr(a[0], b[0], mask=mask.astype(bool)) for a, b in zip(base.images, after.images)]))
+        res["inpaint_delta_p_nodule"] = float((clf.predict(after.images)["p_nodule"] - clf.predict(base.images)["p_nodule"]).mean())
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--per-cell", type=int, default=64)
+    ap.add_argument("--markdown", action="store_true")
+    a = ap.parse_args()
+    import medsynth_explore as mse
+    from medsynth_explore.features.domain_clip import load_domain_clip
+    from medsynth_explore.features.reference_classifier import ReferenceClassifier
+    from medsynth_explore.phantom import simulate
+
+    clf = ReferenceClassifier()
+    clip = load_domain_clip()
+    # the shipped models' training data: the train split of simulate(8000, seed=0); held out: its test split
+    parts = simulate(8000, seed=0).split((0.7, 0.15, 0.15), seed=0)
+    train_f, held_f = clip.encode_image(parts["train"].images), clip.encode_image(parts["test"].images)
+    table = cells(a.per_cell)
+    names = [r.name for r in mse.list_generators().itertuples() if r.available]
+    names = ["phantomcxr-physics"] + [n for n in names if n != "phantomcxr-physics"]
+    rows = []
+    for name in names:
+        rows.append(measure(mse.load_generator(name), table, clf, clip, train_f, held_f))
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    df = pd.DataFrame(rows).set_index("generator")
+    df["speed_vs_physics"] = df["images_per_s"] / df.loc["phantomcxr-physics", "images_per_s"]
+    print(f"\n{len(table)} images per generator ({a.per_cell} per cell)")
+    t = df.T
+    if a.markdown:
+        print("| measure | " + " | ".join(t.columns) + " |")
+        print("|---" * (len(t.columns) + 1) + "|")
+        for k, row in t.iterrows():
+            print(f"| {k} | " + " | ".join("–" if pd.isna(v) else f"{v:.3g}" for v in row) + " |")
+    else:
+        print(t.to_string(float_format=lambda v: f"{v:.3g}"))
+
+
+if __name__ == "__main__":
+    main()
