@@ -163,3 +163,18 @@ def test_app_holds_every_panel_over_one_session(session):
     app = Explorer(session, runner=JobRunner(synchronous=True))
     assert list(app.panels) == [t for t, _, _ in PANEL_ORDER]
     assert all(getattr(p, "session", session) is session for p in app.panels.values())
+
+
+def test_live_metrics_follow_streamed_batches_and_match_batch_values(session):
+    session.generate(20, seed=1)
+    first = session.live_metrics()
+    session.generate(20, seed=2)  # updates the streaming states, no recomputation
+    live = session.live_metrics()
+    batch = session.metrics()
+    assert live["fid"] == pytest.approx(batch["fid"], rel=1e-6)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert live[key] == pytest.approx(batch[key], rel=1e-9), key
+    assert live["fid"] != first["fid"]
+    session.clear_samples()
+    with pytest.raises(Exception, match="more than 5 synthetic"):
+        session.live_metrics()

@@ -31,7 +31,7 @@ class EmbeddingPanel(BasePanel):
     title = "Embeddings"
     lane = "embeddings"
 
-    def __init__(self, session: Any, runner: Any = None, **kwargs: Any) -> None:
+    def __init__(self, session: Any, runner: Any = None, warm_up: bool = True, **kwargs: Any) -> None:
         super().__init__(session, runner, **kwargs)
         self.selection: dict[str, np.ndarray] = {}
         self._traces: list[tuple[str, np.ndarray]] = []  # per trace: (source name, row indices)
@@ -45,6 +45,10 @@ class EmbeddingPanel(BasePanel):
         self.fit_button.on_click(self.guard(lambda _b: self.compute()))
         self.color_by.observe(self.guard(lambda _c: self.redraw()), names="value")
         session.on("samples", lambda **_: self._on_samples())
+        if warm_up:
+            from ..session import warm_up_umap
+
+            warm_up_umap()  # compile UMAP's kernels in the background while the user looks around
         self.children = [W.HBox([self.fit_button, self.color_by, self.job_bar()]), self.error, self.figure, self.detail]
 
     # ------------------------------------------------------------------ computing

@@ -55,7 +55,7 @@ class MetricsPanel(BasePanel):
     def refresh(self, clip_scores: np.ndarray | None = None) -> dict:
         """Recompute the metrics on the samples kept so far and redraw."""
         name = self.session.active
-        m = self.session.metrics(name)
+        m = self.session.live_metrics(name)
         if clip_scores is not None and len(clip_scores) and np.isfinite(clip_scores).any():
             m["clip_score"] = float(np.nanmean(clip_scores))
         row = {"generator": name, "n": len(self.session.synthetic[name]), **m}
