@@ -40,7 +40,7 @@ from train_clip import load_cohort  # noqa: E402
 FINDINGS = ("cardiomegaly", "nodule", "effusion", "pneumothorax")
 
 
-def reference_classifier(train, val, epochs: int = 6, seed: int = 0):
+def reference_classifier(train, val, epochs: int = 4, seed: int = 0):
     """A small CNN predicting findings (4 logits), sex (1 logit) and age (scaled), trained on real images."""
     import torch
     from torch import nn
