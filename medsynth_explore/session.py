@@ -444,27 +444,30 @@ class Session:
         return parts["train"], parts["holdout"]
 
     def privacy(self, generator: str | None = None, quantile: float = 0.01) -> dict[str, Any]:
-        """Nearest-neighbour distances synthetic-to-train vs held-out-to-train, copy rate, closest pairs."""
-        from sklearn.neighbors import NearestNeighbors
+        """Nearest-neighbour distances synthetic-to-train vs held-out-to-train, copy rate, closest pairs.
+
+        Computed by :func:`medsynth_explore.metrics.copy_rate`: the threshold is
+        the ``quantile`` of held-out-to-train distances, and a synthetic image
+        nearer than that to a training image counts as a probable copy.
+        """
+        from .metrics import copy_rate
+        from .metrics.privacy import nn_distances
 
         syn = self.synthetic_features(generator)
         if len(syn) == 0:
             raise DataError("no synthetic images yet; generate some first.")
         train, holdout = self.privacy_sets()
-        enc = self.encoder
-        tf, hf = enc.encode(train.images), enc.encode(holdout.images)
-        nn = NearestNeighbors(n_neighbors=1).fit(tf)
-        d_syn, i_syn = nn.kneighbors(syn)
-        d_hold, _ = nn.kneighbors(hf)
-        threshold = float(np.quantile(d_hold[:, 0], quantile))
-        order = np.argsort(d_syn[:, 0])
+        tf, hf = self.encoder.encode(train.images), self.encoder.encode(holdout.images)
+        res = copy_rate(tf, syn, hf, q=quantile)
+        d_syn, i_syn = nn_distances(syn, tf)
+        order = np.argsort(d_syn)
         return {
-            "synthetic_to_train": d_syn[:, 0],
-            "holdout_to_train": d_hold[:, 0],
-            "threshold": threshold,
+            "synthetic_to_train": res["synthetic_to_train"],
+            "holdout_to_train": res["heldout_to_train"],
+            "threshold": res["threshold"],
             "quantile": quantile,
-            "copy_rate": float((d_syn[:, 0] < threshold).mean()),
-            "closest": [(int(j), int(i_syn[j, 0]), float(d_syn[j, 0])) for j in order[:8]],
+            "copy_rate": res["copy_rate"],
+            "closest": [(int(j), int(i_syn[j]), float(d_syn[j])) for j in order[:8]],
             "train": train,
         }
 
