@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MetricError
-from .metrics import cmmd, copy_rate, ct_test, fid, kid, nn_distances, prdc
+from .metrics import cmmd, ct_test, fid, kid, nn_distances, prdc
 from .metrics.subgroups import AGE_BINS, GroupResult, bootstrap_ci, group_labels
 
 __all__ = ["evaluate", "Report", "DEFAULT_METRICS", "PRIVACY_METRICS", "KNOWN_METRICS"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -250,7 +251,7 @@ class ImageSet:
         """A deep copy (images, metadata and provenance)."""
         return ImageSet(self.images.copy(), self.metadata.copy(), copy.deepcopy(self.provenance))
 
-    def to_folder(self, path, *, bits: int = 16, overwrite: bool = False) -> "Path":
+    def to_folder(self, path, *, bits: int = 16, overwrite: bool = False) -> Path:
         """Write PNG files, ``metadata.csv`` and ``provenance.json`` to ``path``.
 
         :func:`medsynth_explore.load_dataset` reads the folder back. With

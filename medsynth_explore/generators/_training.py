@@ -146,3 +146,18 @@ def _storage_dtype(tensors: dict, weights_dtype: str) -> dict:
         raise DataError(f"weights_dtype must be 'float16' or 'float32', got {weights_dtype!r}.")
     dt = torch.float16 if weights_dtype == "float16" else torch.float32
     return {k: (v.to(dt) if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def prepare_training(data: Any, schema: ConditionSchema | None = None):
+    """Images, condition table and encoded conditions of a training set (shared by every trainer).
+
+    Returns
+    -------
+    schema, images (float32 (N, 1, H, W)), table (DataFrame), cond (torch tensor (N, K))
+    """
+    from .conditions import encode_conditions, phantomcxr_schema
+
+    schema = schema or phantomcxr_schema()
+    images = training_images(data, int(getattr(data, "images", np.zeros((1, 1, 64, 64))).shape[-1]))
+    table = condition_table(data.metadata, schema)
+    return schema, images, table, encode_conditions(table, schema)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..checkpoint import load_checkpoint, machine_description, new_card, save_checkpoint
 from ..errors import CheckpointError
-from ._training import _storage_dtype, check_epochs, condition_table, data_provenance, out_path, training_images
+from ._training import _storage_dtype, check_epochs, data_provenance, out_path, prepare_training
 from .base import Generator, check_callback, randn_per_image, torch_generators
 from .conditions import ConditionSchema, encode_conditions
 
@@ -288,15 +288,10 @@ def train_vae(
     """
     import torch
 
-    from .conditions import phantomcxr_schema
-
     epochs, batch_size = check_epochs(epochs, batch_size)
     out = out_path(out)
-    schema = schema or phantomcxr_schema()
-    images = training_images(data, int(getattr(data, "images", np.zeros((1, 1, 64, 64))).shape[-1]))
-    image_size = images.shape[-1]
-    table = condition_table(data.metadata, schema)
-    cond = encode_conditions(table, schema)
+    schema, images, table, cond = prepare_training(data, schema)
+    image_size = int(images.shape[-1])
     x_all = torch.from_numpy(images)
     torch.manual_seed(seed)
     arch = {"image_size": int(image_size), "channels": 1, "latent_dim": int(latent_dim), "width": int(width), "cond_dim": int(schema.width)}

@@ -151,7 +151,7 @@ class EmbeddingPanel(BasePanel):
             for i in idx[:16]:
                 thumbs.append(data.images[i])
                 caps.append(f"{html.escape(name)} #{i}")
-        parts = [W.HTML(f"<b>Selection</b>: " + ", ".join(f"{len(v)} {html.escape(k)}" for k, v in self.selection.items())),
+        parts = [W.HTML("<b>Selection</b>: " + ", ".join(f"{len(v)} {html.escape(k)}" for k, v in self.selection.items())),
                  thumb_grid(np.stack(thumbs), caps, width=80, columns=8)]
         real_idx = self.selection.get("real")
         for name, idx in self.selection.items():
