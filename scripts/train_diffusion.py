@@ -12,10 +12,10 @@ Steps:
    with structured conditions only (it does not need the domain CLIP, so it
    can run while the CLIP trains), stage 2 for ``--text-minutes`` continuing
    from stage 1 with the domain CLIP's report embeddings;
-2. train a small reference CNN on *real* simulated images (findings, sex,
-   age) and check it on a held-out simulated cohort;
+2. load the shipped reference classifier (trained on *real* simulated images:
+   findings, sex, age; `medsynth train --model classifier`) and check it on a held-out cohort;
 3. sample images conditioned on the held-out cohort's labels and score them
-   with the reference CNN: finding AUROC (score vs requested label), sex
+   with the reference classifier: finding AUROC (score vs requested label), sex
    accuracy and age MAE; time 16 images at the default settings;
 4. write these numbers into the card's ``metrics``, re-save the checkpoint,
    and save sample grids to ``docs/images/diffusion_samples.png`` and
@@ -40,57 +40,29 @@ from train_clip import load_cohort  # noqa: E402
 FINDINGS = ("cardiomegaly", "nodule", "effusion", "pneumothorax")
 
 
-def reference_classifier(train, val, epochs: int = 4, seed: int = 0):
-    """A small CNN predicting findings (4 logits), sex (1 logit) and age (scaled), trained on real images."""
-    import torch
-    from torch import nn
+def reference_classifier(train, val):
+    """A scorer built on the shipped reference classifier (one judge for every generator).
+
+    ``train`` is unused: the judge was trained once on real simulated images
+    (``medsynth train --model classifier``) and is shared with
+    ``benchmarks/bench_fidelity.py``.
+    """
     from sklearn.metrics import roc_auc_score
 
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.SiLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.SiLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 96, 3, padding=1), nn.SiLU(), nn.MaxPool2d(2),
-        nn.Conv2d(96, 128, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(128, 6),
-    )
+    from medsynth_explore.features.reference_classifier import ReferenceClassifier
 
-    def targets(meta):
-        f = torch.tensor(meta[list(FINDINGS)].to_numpy(float), dtype=torch.float32)
-        s = torch.tensor((meta["sex"] == "M").to_numpy(float), dtype=torch.float32)[:, None]
-        a = torch.tensor(((meta["age"].to_numpy(float) - 55) / 20), dtype=torch.float32)[:, None]
-        return torch.cat([f, s, a], 1)
-
-    x = torch.from_numpy(train.images)
-    y = targets(train.metadata)
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x) - 63, 64):
-            idx = perm[i : i + 64]
-            out = net(x[idx])
-            loss = nn.functional.binary_cross_entropy_with_logits(out[:, :5], y[idx, :5]) + nn.functional.mse_loss(out[:, 5:], y[idx, 5:])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    net.eval()
-
-    def predict(images):
-        with torch.no_grad():
-            out = torch.cat([net(torch.from_numpy(np.ascontiguousarray(images[i : i + 256]))) for i in range(0, len(images), 256)])
-        return out.numpy()
+    clf = ReferenceClassifier()
 
     def score(images, meta):
-        p = predict(images)
+        p = clf.predict(images)
         res = {}
-        for j, f in enumerate(FINDINGS):
+        for f in FINDINGS:
             yj = meta[f].to_numpy().astype(int)
             if 0 < yj.sum() < len(yj):
-                res[f"auroc_{f}"] = float(roc_auc_score(yj, p[:, j]))
+                res[f"auroc_{f}"] = float(roc_auc_score(yj, p[f"p_{f}"]))
         res["auroc_mean"] = float(np.mean([v for k, v in res.items() if k.startswith("auroc_")]))
-        res["sex_accuracy"] = float(np.mean((p[:, 4] > 0) == (meta["sex"] == "M").to_numpy()))
-        res["age_mae_years"] = float(np.mean(np.abs(p[:, 5] * 20 + 55 - meta["age"].to_numpy(float))))
+        res["sex_accuracy"] = float(np.mean((p["p_female"] > 0.5).to_numpy() == (meta["sex"] == "F").to_numpy()))
+        res["age_mae_years"] = float(np.mean(np.abs(p["age"].to_numpy() - meta["age"].to_numpy(float))))
         res["n"] = int(len(images))
         return res
 
@@ -207,7 +179,7 @@ def main() -> None:
         ev = simulate(2000, seed=2, size=64, population=Population(prevalence={"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}))
     t = time.perf_counter()
     ref_score, ref_real = reference_classifier(train, ev)
-    print("reference CNN on held-out real images:", json.dumps(ref_real), f"({time.perf_counter() - t:.0f}s)", flush=True)
+    print("reference classifier on held-out real images:", json.dumps(ref_real), f"({time.perf_counter() - t:.0f}s)", flush=True)
     fid, samples = fidelity(gen, ref_score, ev, args.n_eval)
     print("conditioned samples (default settings):", json.dumps(fid), flush=True)
     t16 = timing_16(gen)
@@ -217,7 +189,7 @@ def main() -> None:
     print(f"16 images at default settings: {t16:.2f}s (physics simulator {phys:.2f}s)", flush=True)
     metrics = dict(ck.card.get("metrics") or {})
     metrics["conditioning_fidelity"] = {
-        "method": "small CNN trained on real simulated PhantomCXR images scores samples conditioned on the labels "
+        "method": "the shipped reference classifier (trained on real simulated PhantomCXR images) scores samples conditioned on the labels "
                   f"of {args.n_eval} held-out simulated patients (findings enriched to 25-30 %)",
         "reference_cnn_on_real_heldout": ref_real,
         "samples": fid,
