@@ -101,6 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-cell", type=int, default=64)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--generators", help="comma-separated names or checkpoint paths (default: every installed one)")
     a = ap.parse_args()
     import medsynth_explore as mse
     from medsynth_explore.features.domain_clip import load_domain_clip
@@ -113,11 +114,12 @@ def main() -> None:
     parts = simulate(8000, seed=0).split((0.7, 0.15, 0.15), seed=0)
     train_f, held_f = clip.encode_image(parts["train"].images), clip.encode_image(parts["test"].images)
     table = cells(a.per_cell)
-    names = [r.name for r in mse.list_generators().itertuples() if r.available]
-    names = ["phantomcxr-physics"] + [n for n in names if n != "phantomcxr-physics"]
+    names = a.generators.split(",") if a.generators else [r.name for r in mse.list_generators().itertuples() if r.available]
+    names = ["phantomcxr-physics"] + [n for n in names if n != "phantomcxr-physics"]  # the peer first
     rows = []
     for name in names:
         rows.append(measure(mse.load_generator(name), table, clf, clip, train_f, held_f))
+        rows[-1]["generator"] = name
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
     df = pd.DataFrame(rows).set_index("generator")
     df["speed_vs_physics"] = df["images_per_s"] / df.loc["phantomcxr-physics", "images_per_s"]
