@@ -180,3 +180,15 @@ def test_select_points_on_umap_shows_thumbnails(page):
     n_thumbs = page.locator(".msx-panel .widget-gridbox .widget-image").count()
     assert n_thumbs >= 16
     assert page.locator(".msx-error").count() == 0
+
+
+def test_model_card_and_fairness_tabs_render(page):
+    _tab(page, "Model card")
+    page.wait_for_selector("text=phantomcxr-physics", timeout=60_000)
+    _shot(page, "05_model_card")
+    _tab(page, "Fairness")
+    page.locator("button:visible", has_text="Compute").first.click()
+    page.wait_for_timeout(500)
+    page.wait_for_selector(".msx-panel .js-plotly-plot .bars, .msx-panel .msx-error", timeout=120_000)
+    _shot(page, "06_fairness")
+    assert page.locator("text=Error displaying widget").count() == 0
