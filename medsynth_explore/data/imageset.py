@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["ImageSet", "as_image_array", "hash_array"]
+__all__ = ["ImageSet", "as_image_array", "hash_array", "image_keys"]
 
 
 def hash_array(array: np.ndarray) -> str:
@@ -30,6 +30,28 @@ def hash_array(array: np.ndarray) -> str:
     h.update(f"{a.dtype.str}{a.shape}".encode())
     h.update(a.tobytes())
     return h.hexdigest()
+
+
+def image_keys(images: Any) -> np.ndarray:
+    """One content hash per image (BLAKE2b-128 of its shape, dtype and float32 bytes).
+
+    Keys the on-disk feature cache; two images share a key only if they are
+    equal pixel for pixel at the same shape.
+
+    Examples
+    --------
+    >>> k = image_keys(np.zeros((2, 1, 4, 4), np.float32))
+    >>> k.shape, k[0] == k[1]
+    ((2,), True)
+    """
+    arr = np.ascontiguousarray(images, dtype=np.float32)
+    head = f"{arr.shape[1:]}float32".encode()
+    out = []
+    for im in arr:
+        h = hashlib.blake2b(head, digest_size=16)
+        h.update(im.tobytes())
+        out.append(h.hexdigest())
+    return np.asarray(out, dtype="U32")
 
 
 def as_image_array(images: Any, name: str = "images") -> np.ndarray:
@@ -136,8 +158,8 @@ class ImageSet:
         return self.provenance["content_hash"]
 
     def image_hashes(self) -> list[str]:
-        """Per-image content hashes (BLAKE2b, 16 bytes), e.g. to key a feature cache."""
-        return [hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).hexdigest() for im in self.images]
+        """Per-image content hashes (:func:`image_keys`), the keys of the feature cache."""
+        return image_keys(self.images).tolist()
 
     # -- subsetting ------------------------------------------------------------------
     def subset(self, index: Any) -> "ImageSet":

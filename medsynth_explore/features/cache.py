@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..data.imageset import image_keys
 from ..errors import FeatureError
 from .base import Encoder, ProgressCallback, to_image_array
 
@@ -36,25 +37,6 @@ def default_cache_dir() -> Path:
     root = os.environ.get("MEDSYNTH_CACHE_DIR")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "medsynth_explore"
     return base / "features"
-
-
-def image_keys(images: np.ndarray) -> np.ndarray:
-    """One content hash per image (BLAKE2b-128 of its shape, dtype and float32 bytes).
-
-    Examples
-    --------
-    >>> k = image_keys(np.zeros((2, 1, 4, 4), np.float32))
-    >>> k.shape, k[0] == k[1]
-    ((2,), True)
-    """
-    arr = np.ascontiguousarray(images, dtype=np.float32)
-    head = f"{arr.shape[1:]}float32".encode()
-    out = []
-    for im in arr:
-        h = hashlib.blake2b(head, digest_size=16)
-        h.update(im.tobytes())
-        out.append(h.hexdigest())
-    return np.asarray(out, dtype="U32")
 
 
 def _slug(encoder_id: str) -> str:
