@@ -120,7 +120,6 @@ class Session:
         self._observers: dict[str, list[Callable]] = defaultdict(list)
         self._embedding = None
         self._train, self._holdout = train, holdout
-        self.timings: dict[str, list[tuple[int, float]]] = defaultdict(list)  # generator -> (n, seconds)
         self.active: str | None = None
         for g in generators:
             self.add_generator(g)
@@ -211,9 +210,7 @@ class Session:
         """
         name = generator or self.active
         gen = self.generator(name)
-        t0 = time.perf_counter()
         out = gen.sample(n, **kwargs)
-        self.timings[name].append((len(out), time.perf_counter() - t0))
         if keep:
             self.add_samples(out, name)
         return out
@@ -331,20 +328,6 @@ class Session:
         st = streams["states"]
         kid_mean, kid_std = st["kid"].compute()
         return {"fid": float(st["fid"].compute()), "kid": float(kid_mean), "kid_std": float(kid_std), **st["prdc"].compute()}
-
-    def metric_curve(self, generator: str | None = None, names: Sequence[str] = ("fid", "kid", "coverage"), steps: int = 6,
-                     min_n: int = 16) -> pd.DataFrame:
-        """Metrics on the first N kept samples, for growing N (how the numbers move with sample size)."""
-        syn = self.synthetic_features(generator)
-        if len(syn) < min_n:
-            raise DataError(f"a curve needs at least {min_n} samples; have {len(syn)}.")
-        ns = np.unique(np.geomspace(min_n, len(syn), steps).astype(int))
-        rows = []
-        for n in ns:
-            mask = np.zeros(len(syn), bool)
-            mask[:n] = True
-            rows.append({"n": int(n), **self.metrics(generator, names, synthetic_mask=mask)})
-        return pd.DataFrame(rows)
 
     def fairness(self, by: Sequence[str] = ("sex",), generator: str | None = None, metric: str = "coverage",
                  n_boot: int = 100, min_group: int = 8) -> pd.DataFrame:
