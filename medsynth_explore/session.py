@@ -117,6 +117,7 @@ class Session:
         self._syn_features: dict[str, np.ndarray] = {}
         self._ref_features: np.ndarray | None = None
         self._streams: dict[str, dict] = {}  # generator -> streaming metric states (live panel)
+        self._privacy_features: tuple[np.ndarray, np.ndarray] | None = None  # (train, holdout) features
         self._observers: dict[str, list[Callable]] = defaultdict(list)
         self._embedding = None
         self._train, self._holdout = train, holdout
@@ -440,7 +441,9 @@ class Session:
         if len(syn) == 0:
             raise DataError("no synthetic images yet; generate some first.")
         train, holdout = self.privacy_sets()
-        tf, hf = self.encoder.encode(train.images), self.encoder.encode(holdout.images)
+        if self._privacy_features is None:  # the sets never change: encode them once per session
+            self._privacy_features = (self.encoder.encode(train.images), self.encoder.encode(holdout.images))
+        tf, hf = self._privacy_features
         res = copy_rate(tf, syn, hf, q=quantile)
         d_syn, i_syn = nn_distances(syn, tf)
         order = np.argsort(d_syn)
