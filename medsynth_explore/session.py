@@ -28,7 +28,7 @@ import pandas as pd
 from .data import ImageSet, load_dataset
 from .errors import DataError, MedsynthError
 
-__all__ = ["Session", "InpaintResult", "Embedding", "describe_samples", "warm_up_umap"]
+__all__ = ["Session", "InpaintResult", "Embedding", "describe_samples", "warm_up_umap", "enable_umap_cache"]
 
 DEFAULT_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
@@ -486,14 +486,47 @@ class Session:
 
 
 _WARM = {"thread": None}
+_CACHE_LOCK = __import__("threading").Lock()
+
+
+def enable_umap_cache() -> int:
+    """Keep the machine code numba compiles for UMAP on disk, so later processes load it.
+
+    pynndescent marks most of its kernels ``cache=True``; umap-learn marks
+    almost none, so every new kernel would otherwise spend about 15 s
+    compiling the same code before its first map. This turns on numba's own
+    on-disk cache (``Dispatcher.enable_caching``: ``__pycache__`` beside the
+    source, or ``NUMBA_CACHE_DIR``) for the module-level kernels of the umap
+    and pynndescent modules already imported. Numba keys each entry on the
+    source file's timestamp and the CPU, so an upgrade or another machine
+    recompiles. Idempotent; returns how many kernels were switched on.
+    """
+    import sys
+
+    import umap  # noqa: F401  (imports the modules whose kernels are scanned)
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    n = 0
+    with _CACHE_LOCK:
+        for name, mod in list(sys.modules.items()):
+            if mod is None or not (name.startswith("umap.") or name.startswith("pynndescent.")):
+                continue
+            for obj in list(vars(mod).values()):
+                if (isinstance(obj, CPUDispatcher) and obj.__module__ == name
+                        and isinstance(getattr(obj, "_cache", None), NullCache)):
+                    obj.enable_caching()
+                    n += 1
+    return n
 
 
 def warm_up_umap(background: bool = True):
-    """Compile UMAP's numba kernels once (about 10 s on first use in a process).
+    """Compile (or load from numba's disk cache) UMAP's kernels before the first map.
 
-    The Explorer calls this in a background thread when it opens, so the
-    first map a user asks for does not pay the compilation. Returns the
-    thread (or None when run in the foreground).
+    The first process on an installation compiles for about 15 s and writes
+    the cache (:func:`enable_umap_cache`); later processes load it in a
+    second or two. The Explorer calls this in a background thread when it
+    opens. Returns the thread (or None when run in the foreground).
     """
     import threading
 
@@ -501,6 +534,8 @@ def warm_up_umap(background: bool = True):
         import warnings
 
         import umap
+
+        enable_umap_cache()
 
         x = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
         with warnings.catch_warnings():
@@ -531,6 +566,7 @@ class Embedding:
 
         import umap
 
+        enable_umap_cache()
         self.model = umap.UMAP(n_neighbors=min(n_neighbors, len(reference_features) - 1), min_dist=min_dist,
                                random_state=seed, n_components=2, transform_seed=seed, n_epochs=n_epochs)
         with warnings.catch_warnings():  # a seeded UMAP runs single-threaded, which umap announces on every fit

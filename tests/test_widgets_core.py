@@ -142,6 +142,22 @@ def test_embedding_panel_places_new_samples_without_refitting(session):
     assert "distance" in str(panel.detail.children[1].children[1].children[1].value)
 
 
+def test_umap_kernels_get_numba_disk_cache():
+    """umap-learn marks almost no kernel cache=True; the session switches numba's disk cache on for them."""
+    import sys
+
+    from numba.core.caching import FunctionCache
+
+    from medsynth_explore.session import enable_umap_cache
+
+    enable_umap_cache()
+    umap_ = sys.modules["umap.umap_"]
+    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths, umap_.fast_knn_indices,
+                   sys.modules["umap.layouts"]._nb_optimize_layout_euclidean_single_epoch):
+        assert isinstance(kernel._cache, FunctionCache), kernel
+    assert enable_umap_cache() == 0  # idempotent
+
+
 def test_metrics_panel_streams_batches(session):
     from medsynth_explore.widgets import MetricsPanel
 
