@@ -56,17 +56,18 @@ def reports_for(table: pd.DataFrame, seed: int = 0) -> list[str]:
     return write_reports(complete_patients(p, seed=seed), seed=seed)
 
 
-def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0) -> dict:
+def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0, guidance=None) -> dict:
     from medsynth_explore.metrics import clip_score, copy_rate, psnr
 
     conds = {"age": table["age"].to_numpy(), "sex": table["sex"].tolist(),
              "findings": [[] if f == "none" else [f] for f in table["finding"]]}
     gen.sample(8, seed=seed + 99)  # warm-up
     t0 = time.perf_counter()
-    out = gen.sample(len(table), conditions=conds, seed=seed)
+    out = gen.sample(len(table), conditions=conds, seed=seed, guidance=guidance)
     seconds = time.perf_counter() - t0
     pred = clf.predict(out.images)
-    res = {"generator": gen.name, "images_per_s": len(table) / seconds}
+    res = {"generator": gen.name, "guidance": guidance if guidance is not None else gen.card.get("sampler_defaults", {}).get("guidance"),
+           "images_per_s": len(table) / seconds}
     for f in FINDINGS:
         y = (table["finding"] == f).to_numpy()
         res[f"auroc_{f}"] = roc_auc_score(y, pred[f"p_{f}"])
@@ -91,7 +92,7 @@ def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0)
         mask = np.zeros((64, 64), np.float32)
         yy, xx = np.mgrid[:64, :64]
         mask[(yy - 26) ** 2 + (xx - 20) ** 2 <= 36] = 1  # a disc in the image-left (patient right) upper lung
-        after = gen.inpaint(base, mask, conditions={"findings": ["nodule"]}, seed=seed)
+        after = gen.inpaint(base, mask, conditions={"findings": ["nodule"]}, seed=seed, guidance=guidance)
         res["inpaint_psnr_outside_db"] = float(np.mean([psnr(a[0], b[0], mask=mask.astype(bool)) for a, b in zip(base.images, after.images)]))
         res["inpaint_delta_p_nodule"] = float((clf.predict(after.images)["p_nodule"] - clf.predict(base.images)["p_nodule"]).mean())
     return res
@@ -102,6 +103,8 @@ def main() -> None:
     ap.add_argument("--per-cell", type=int, default=64)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--generators", help="comma-separated names or checkpoint paths (default: every installed one)")
+    ap.add_argument("--guidance", help="comma-separated classifier-free guidance scales to compare, for models that "
+                                       "take one (default: each model's own default)")
     a = ap.parse_args()
     import medsynth_explore as mse
     from medsynth_explore.features.domain_clip import load_domain_clip
@@ -117,10 +120,13 @@ def main() -> None:
     names = a.generators.split(",") if a.generators else [r.name for r in mse.list_generators().itertuples() if r.available]
     names = ["phantomcxr-physics"] + [n for n in names if n != "phantomcxr-physics"]  # the peer first
     rows = []
+    scales = [float(g) for g in a.guidance.split(",")] if a.guidance else [None]
     for name in names:
-        rows.append(measure(mse.load_generator(name), table, clf, clip, train_f, held_f))
-        rows[-1]["generator"] = name
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+        gen = mse.load_generator(name)
+        for g in scales if "guidance" in gen.capabilities else [None]:
+            rows.append(measure(gen, table, clf, clip, train_f, held_f, guidance=g))
+            rows[-1]["generator"] = name if g is None else f"{name} (guidance {g:g})"
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
     df = pd.DataFrame(rows).set_index("generator")
     df["speed_vs_physics"] = df["images_per_s"] / df.loc["phantomcxr-physics", "images_per_s"]
     print(f"\n{len(table)} images per generator ({a.per_cell} per cell)")
@@ -129,7 +135,7 @@ def main() -> None:
         print("| measure | " + " | ".join(t.columns) + " |")
         print("|---" * (len(t.columns) + 1) + "|")
         for k, row in t.iterrows():
-            print(f"| {k} | " + " | ".join("–" if pd.isna(v) else f"{v:.3g}" for v in row) + " |")
+            print(f"| {k} | " + " | ".join("–" if pd.isna(v) else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
     else:
         print(t.to_string(float_format=lambda v: f"{v:.3g}"))
 

@@ -69,6 +69,26 @@ def reference_classifier(train, val):
     return score, score(val.images, val.metadata)
 
 
+def lesion_weights(train, nodule: float, effusion: float):
+    """Per-pixel loss weights ``1 + nodule * nodule_mask + effusion * effusion_mask`` (None when both are 0).
+
+    The masks come from the simulator itself: re-rendering the training
+    patients with ``return_masks=True`` gives the ground-truth regions.
+    """
+    if not nodule and not effusion:
+        return None
+    from scipy.ndimage import binary_dilation
+
+    from medsynth_explore.phantom import render
+
+    _, masks = render(train.metadata, size=train.images.shape[-1], seed=0, return_masks=True)
+    nod = binary_dilation(masks["nodule"], structure=np.ones((1, 3, 3), bool))
+    w = 1.0 + nodule * nod + effusion * masks["effusion"]
+    print(f"lesion weights: nodule pixels {nod.mean():.4f}, effusion pixels {masks['effusion'].mean():.4f}, "
+          f"mean weight {w.mean():.3f}", flush=True)
+    return w[:, None].astype(np.float32)
+
+
 def fidelity(gen, ref_score, eval_set, n: int, steps=None, guidance=None, seed: int = 0) -> dict:
     meta = eval_set.metadata.iloc[:n].reset_index(drop=True)
     conds = {"age": meta["age"].clip(18, 90).to_numpy(float), "sex": meta["sex"].to_numpy(),
@@ -142,6 +162,10 @@ def main() -> None:
     ap.add_argument("--stage1", default=None, help="existing stage-1 checkpoint to continue from")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stage-seed", type=int, default=1, help="seed of the continued stage (batches, noise, dropout)")
+    ap.add_argument("--nodule-weight", type=float, default=0.0,
+                    help="extra loss weight on nodule pixels (simulator masks, dilated by 1 px) in the continued stage")
+    ap.add_argument("--effusion-weight", type=float, default=0.0, help="extra loss weight on effusion pixels")
     ap.add_argument("--n-eval", type=int, default=256)
     ap.add_argument("--evaluate-only", action="store_true")
     args = ap.parse_args()
@@ -167,8 +191,10 @@ def main() -> None:
                             max_minutes=args.minutes, seed=0, callback=log)
         first = DiffusionGenerator.from_checkpoint(load_checkpoint(stage1))
         # stage 2: continue with the trained domain CLIP's report embeddings (p_text 0.4)
+        weights = lesion_weights(train, args.nodule_weight, args.effusion_weight)
         card = train_diffusion(train, args.out, clip=load_domain_clip(args.clip), init_from=first,
-                               batch_size=args.batch_size, lr=5e-4, max_minutes=args.text_minutes, seed=1, callback=log)
+                               batch_size=args.batch_size, lr=5e-4, max_minutes=args.text_minutes, seed=args.stage_seed,
+                               callback=log, pixel_weights=weights)
         print("trained", card["training"]["total_steps"], "steps in", card["training"]["total_time_seconds"], "s", flush=True)
     ck = load_checkpoint(args.out)
     gen = DiffusionGenerator.from_checkpoint(ck)

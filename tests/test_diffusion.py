@@ -178,6 +178,29 @@ def test_train_is_seeded_and_cancellable(gen):
         dm.train_diffusion(ImageSet(np.zeros((4, 1, 64, 64), np.float32)), None, steps=1, clip=False)
 
 
+def test_pixel_weights_weight_the_loss_and_are_checked():
+    data = _toy_data()
+    kw = dict(steps=3, max_minutes=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    dm.train_diffusion(data, None, **kw)
+    plain = [p.detach().clone() for p in dm.train_diffusion.last_model.net.parameters()]
+    ones = np.ones((len(data), 1, 64, 64), np.float32)
+    card = dm.train_diffusion(data, None, pixel_weights=ones, **kw)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, dm.train_diffusion.last_model.net.parameters()))
+    assert card["training"]["pixel_weights"] == {"mean": 1.0, "max": 1.0}
+    lesion = ones.copy()
+    lesion[:, :, 20:30, 20:30] = 50.0  # a weighted region changes what is learned
+    dm.train_diffusion(data, None, pixel_weights=lesion, **kw)
+    assert not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, dm.train_diffusion.last_model.net.parameters()))
+    with pytest.raises(DataError, match="shape"):
+        dm.train_diffusion(data, None, pixel_weights=ones[:, :, :32], **kw)
+    bad = ones.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="finite"):
+        dm.train_diffusion(data, None, pixel_weights=bad, **kw)
+    with pytest.raises(DataError, match="not all zero"):
+        dm.train_diffusion(data, None, pixel_weights=ones * 0, **kw)
+
+
 @pytest.mark.skipif(not dm.DEFAULT_DIFFUSION_PATH.is_file(), reason="shipped diffusion checkpoint not present")
 def test_shipped_checkpoint_loads_and_samples():
     from medsynth_explore.generators import load_generator

@@ -484,6 +484,7 @@ def train_diffusion(
     name: str = "phantomcxr-diffusion",
     clip=None,
     init_from: "DiffusionGenerator | None" = None,
+    pixel_weights: np.ndarray | None = None,
 ) -> dict:
     """Train the conditional diffusion model on an ImageSet.
 
@@ -524,6 +525,14 @@ def train_diffusion(
     init_from : DiffusionGenerator, optional
         Continue training from this model's weights (same architecture and
         condition layout), e.g. to add text conditioning in a second stage.
+    pixel_weights : ndarray (N, 1, H, W), optional
+        Per-pixel weights of the denoising loss, at the training resolution
+        (1 everywhere when omitted). Small findings cover a few pixels of a
+        4,096-pixel image, so a plain mean squared error barely asks the
+        network to draw them; weighting the ground-truth lesion masks the
+        simulator provides (:func:`~medsynth_explore.phantom.render` with
+        ``return_masks=True``) shifts the training signal onto them. The loss
+        is the weighted mean, so its scale stays comparable.
 
     Returns
     -------
@@ -576,6 +585,13 @@ def train_diffusion(
     if x.shape[-1] != cfg.image_size or x.shape[-2] != cfg.image_size:
         x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
     x = x * 2 - 1
+    wmap = None
+    if pixel_weights is not None:
+        wmap = torch.as_tensor(np.asarray(pixel_weights, dtype=np.float32))
+        if wmap.shape != (len(x), 1, cfg.image_size, cfg.image_size):
+            raise DataError(f"pixel_weights must have shape {(len(x), 1, cfg.image_size, cfg.image_size)}; got {tuple(wmap.shape)}.")
+        if not torch.isfinite(wmap).all() or (wmap < 0).any() or (wmap.flatten(1).sum(1) <= 0).any():
+            raise DataError("pixel_weights must be finite, non-negative and not all zero for any image.")
     vec = encode_conditions(meta, schema)
     groups = _groups(schema)
     text_dim = clip.dim if clip is not None else 0
@@ -641,7 +657,11 @@ def train_diffusion(
             c[:, a:b] *= flags[:, j : j + 1]
         cin = torch.cat([c, flags, temb[idx] * tflag, tflag], 1)
         pred = net(xt, t, cin)
-        loss = torch.nn.functional.mse_loss(pred, target)
+        if wmap is None:
+            loss = torch.nn.functional.mse_loss(pred, target)
+        else:
+            w = wmap[idx]
+            loss = (w * (pred - target) ** 2).sum() / (w.sum() * pred.shape[1])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -675,6 +695,7 @@ def train_diffusion(
         "steps": int(step), "max_steps": int(steps), "max_minutes": max_minutes, "batch_size": int(bs), "lr": float(lr),
         "optimizer": "AdamW, grad-norm clip 1.0, 100-step warm-up (20 when continuing) then cosine to 0.1 lr", "ema_decay": float(ema_decay),
         "p_uncond": p_uncond, "p_drop_group": p_drop_group, "p_text": p_text, "seed": int(seed),
+        "pixel_weights": None if wmap is None else {"mean": round(float(wmap.mean()), 4), "max": round(float(wmap.max()), 2)},
         "epochs": round(step * bs / n, 2), "time_seconds": round(seconds, 1), "machine": machine_description(),
         "torch_threads": int(torch.get_num_threads()), "loss_history": history,
     }
