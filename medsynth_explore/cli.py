@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import MedsynthError
+from .errors import DataError, MedsynthError
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
@@ -111,6 +111,23 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (vae, gan, clip, classifier)")
     p.add_argument("--minutes", type=float, help="time budget in minutes (diffusion)")
     p.add_argument("--clip", type=Path, help="domain CLIP checkpoint for the diffusion model's text encoder")
+    p.add_argument("--init-from", help="diffusion: continue training this checkpoint (a path or built-in name)")
+    p.add_argument("--lesion-weights", help="diffusion: extra loss weight on simulator finding masks, e.g. "
+                                            "nodule=30,effusion=8 (needs PhantomCXR metadata)")
+    p.add_argument("--lr", type=float, help="learning rate (diffusion)")
+
+
+def _parse_weights(text: str) -> dict:
+    out = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not name.strip():
+            raise DataError(f"--lesion-weights wants name=number pairs such as nodule=30,effusion=8; got {part!r}.")
+    return out
 
 
 @_train_args.register
@@ -130,6 +147,24 @@ def _train(a: argparse.Namespace) -> int:
             kwargs["max_minutes"] = a.minutes
         if a.clip is not None:
             kwargs["clip_path"] = a.clip
+        if a.lr is not None:
+            kwargs["lr"] = a.lr
+        if a.init_from:
+            from .generators import load_generator
+
+            kwargs["init_from"] = load_generator(a.init_from)
+            if kwargs["init_from"].card.get("family") != "diffusion":
+                raise DataError(f"--init-from wants a diffusion checkpoint; {a.init_from} is a {kwargs['init_from'].card.get('family')} model.")
+        if a.lesion_weights:
+            from .phantom import lesion_weights
+
+            need = [c for c in ("anatomy_seed", "nodule", "effusion") if c not in data.metadata.columns]
+            if need:
+                raise DataError(f"--lesion-weights needs PhantomCXR patient metadata (the simulator re-draws the masks); "
+                                f"{a.data} lacks {need}.")
+            kwargs["pixel_weights"] = lesion_weights(data.metadata, size=64, weights=_parse_weights(a.lesion_weights))
+    elif a.init_from or a.lesion_weights or a.lr is not None:
+        raise DataError("--init-from, --lesion-weights and --lr apply to --model diffusion only.")
     elif a.model in ("vae", "gan", "classifier"):
         kwargs["callback"] = _progress(f"training {a.model}")
     card = trainer(data, a.out, **kwargs)

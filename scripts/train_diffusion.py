@@ -70,23 +70,14 @@ def reference_classifier(train, val):
 
 
 def lesion_weights(train, nodule: float, effusion: float):
-    """Per-pixel loss weights ``1 + nodule * nodule_mask + effusion * effusion_mask`` (None when both are 0).
-
-    The masks come from the simulator itself: re-rendering the training
-    patients with ``return_masks=True`` gives the ground-truth regions.
-    """
+    """Loss weights on the simulator's nodule and effusion masks (None when both are 0)."""
     if not nodule and not effusion:
         return None
-    from scipy.ndimage import binary_dilation
+    from medsynth_explore.phantom import lesion_weights as weights
 
-    from medsynth_explore.phantom import render
-
-    _, masks = render(train.metadata, size=train.images.shape[-1], seed=0, return_masks=True)
-    nod = binary_dilation(masks["nodule"], structure=np.ones((1, 3, 3), bool))
-    w = 1.0 + nodule * nod + effusion * masks["effusion"]
-    print(f"lesion weights: nodule pixels {nod.mean():.4f}, effusion pixels {masks['effusion'].mean():.4f}, "
-          f"mean weight {w.mean():.3f}", flush=True)
-    return w[:, None].astype(np.float32)
+    w = weights(train.metadata, size=train.images.shape[-1], weights={"nodule": nodule, "effusion": effusion})
+    print(f"lesion weights: mean {w.mean():.3f}, images with a weighted region {(w.max((1, 2, 3)) > 1).mean():.2f}", flush=True)
+    return w
 
 
 def fidelity(gen, ref_score, eval_set, n: int, steps=None, guidance=None, seed: int = 0) -> dict:
@@ -164,7 +155,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--stage-seed", type=int, default=1, help="seed of the continued stage (batches, noise, dropout)")
     ap.add_argument("--nodule-weight", type=float, default=0.0,
-                    help="extra loss weight on nodule pixels (simulator masks, dilated by 1 px) in the continued stage")
+                    help="extra loss weight on nodule pixels (simulator masks grown by 1 px) in the continued stage")
     ap.add_argument("--effusion-weight", type=float, default=0.0, help="extra loss weight on effusion pixels")
     ap.add_argument("--n-eval", type=int, default=256)
     ap.add_argument("--evaluate-only", action="store_true")

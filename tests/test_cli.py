@@ -49,3 +49,28 @@ def test_models_card_and_errors(capsys):
     assert main(["generate", "phantomcxr-physics", "--n", "2", "--out", "/tmp/x", "--conditions", "{not json"]) == 2
     assert "must be JSON" in capsys.readouterr().err
     assert main([]) == 1
+
+
+def test_train_diffusion_continues_a_checkpoint_with_lesion_weights(tmp_path, capsys):
+    import pytest
+
+    from medsynth_explore.checkpoint import load_checkpoint
+    from medsynth_explore.generators.diffusion import DEFAULT_DIFFUSION_PATH
+
+    out = tmp_path / "more.safetensors"
+    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--init-from", "x"]) == 2
+    assert "apply to --model diffusion only" in capsys.readouterr().err
+    assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "8", "--out", str(out),
+                 "--lesion-weights", "nodule:30"]) == 2
+    assert "name=number" in capsys.readouterr().err
+    assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "8", "--out", str(out),
+                 "--init-from", "phantomcxr-vae"]) == 2
+    assert "wants a diffusion checkpoint" in capsys.readouterr().err
+    if not DEFAULT_DIFFUSION_PATH.is_file():
+        pytest.skip("shipped diffusion checkpoint not present")
+    assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "16", "--out", str(out),
+                 "--init-from", "phantomcxr-diffusion", "--minutes", "0.02", "--lesion-weights", "nodule=30,effusion=8"]) == 0
+    card = load_checkpoint(out).card
+    shipped = load_checkpoint(DEFAULT_DIFFUSION_PATH).card
+    assert card["training"]["pixel_weights"]["max"] > 1
+    assert card["training"]["total_steps"] == card["training"]["steps"] + shipped["training"]["total_steps"]

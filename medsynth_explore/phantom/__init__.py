@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..data import ImageSet
 from .population import FINDINGS, FOV_MM, SITES, Population, complete_patients, sample_patients
 from .population import _as_population, _check_n
-from .render import MASK_NAMES, MU, Anatomy, _check_size, anatomy, render
+from .render import MASK_NAMES, MU, Anatomy, _check_size, anatomy, lesion_weights, render
 from .reports import write_reports
 
 __version__ = "1.1.0"
@@ -38,6 +38,7 @@ __all__ = [
     "Population",
     "anatomy",
     "complete_patients",
+    "lesion_weights",
     "render",
     "sample_patients",
     "simulate",
