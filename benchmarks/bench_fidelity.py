@@ -15,9 +15,11 @@ peer measured in the same run:
   classifier's nodule probability when a nodule is asked for in a lung disc;
 * memorization: share of samples nearer (domain CLIP features) to a training
   image than the 1st percentile of held-out-to-train distances (target <= 1%);
+* realism and diversity: FID, precision and coverage against held-out real
+  images (domain CLIP features), which show what a stronger guidance costs;
 * speed: images per second at default settings.
 
-Run: ``python benchmarks/bench_fidelity.py [--per-cell 64] [--markdown]``.
+Run: ``python benchmarks/bench_fidelity.py [--per-cell 64] [--markdown] [--generators a,b] [--guidance 2,5,8]``.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def reports_for(table: pd.DataFrame, seed: int = 0) -> list[str]:
 
 
 def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0, guidance=None) -> dict:
-    from medsynth_explore.metrics import clip_score, copy_rate, psnr
+    from medsynth_explore.metrics import clip_score, copy_rate, fid, prdc, psnr
 
     conds = {"age": table["age"].to_numpy(), "sex": table["sex"].tolist(),
              "findings": [[] if f == "none" else [f] for f in table["finding"]]}
@@ -85,6 +87,10 @@ def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0,
         res["clipscore_matched"] = float(own[differ].mean())
         res["clipscore_mismatched"] = float(mis[differ].mean())
         res["copy_rate"] = copy_rate(train_f, img, held_f, q=0.01)["copy_rate"]
+        # realism and diversity against held-out real images (domain CLIP features), to weigh guidance scales
+        res["fid_vs_heldout"] = fid(held_f, img)
+        pr = prdc(held_f, img, k=5)
+        res["precision"], res["coverage"] = pr["precision"], pr["coverage"]
     if "inpaint" in gen.capabilities:
         from medsynth_explore.phantom import simulate
 
@@ -98,6 +104,75 @@ def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0,
     return res
 
 
+class TrainingSets:
+    """Rebuild each generator's training set from its card, for the memorization measure.
+
+    The shipped VAE and GAN were trained on the train split (70 %, split seed 0)
+    of ``simulate(8000, seed=0)``; the diffusion model on ``simulate(6000,
+    seed=1)`` with findings enriched to 25-30 % (``scripts/train_diffusion.py``).
+    The rebuilt set's content hash is compared with the card's: ``exact`` when
+    they match, ``approximate`` when only the simulator version differs (same
+    patients, some findings drawn differently). Held out: the test split of
+    ``simulate(8000, seed=0)``, which no shipped model saw.
+    """
+
+    def __init__(self, clip) -> None:
+        from medsynth_explore.phantom import simulate
+
+        self.clip = clip
+        parts = simulate(8000, seed=0).split((0.7, 0.15, 0.15), seed=0)
+        self.held_f = clip.encode_image(parts["test"].images)
+        self.cache = {("split", 0): (parts["train"], None)}
+
+    def features(self, card: dict):
+        from medsynth_explore.phantom import Population, simulate
+
+        td = card.get("training_data") or {}
+        if td.get("split") == "train" or card.get("family") == "physics":
+            key = ("split", 0)
+        else:
+            key = ("enriched", int(td.get("seed", 1)), int(td.get("size", 6000)))
+        if key not in self.cache:
+            enriched = {"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}
+            self.cache[key] = (simulate(key[2], seed=key[1], population=Population(prevalence=enriched)), None)
+        data, feats = self.cache[key]
+        if feats is None:
+            feats = self.clip.encode_image(data.images)
+            self.cache[key] = (data, feats)
+        if card.get("family") == "physics":
+            how = "physics (no training set): the VAE/GAN one"
+        elif td.get("content_hash") == data.content_hash:
+            how = "exact"
+        else:
+            how = f"approximate (card: PhantomCXR {td.get('version')}, rebuilt: {data.provenance.get('version')})"
+        return feats, self.held_f, how
+
+
+def write_card(name: str, row: dict, per_cell: int) -> None:
+    """Store a generator's measured row in its own checkpoint card (weights untouched)."""
+    from pathlib import Path
+
+    from medsynth_explore.checkpoint import load_checkpoint, save_checkpoint
+    from medsynth_explore.checkpoint.card import machine_description
+    from medsynth_explore.generators.registry import BUILTIN_GENERATORS, builtin_path
+
+    path = builtin_path(name) if name in BUILTIN_GENERATORS else Path(name)
+    if path is None or path.suffix != ".safetensors" or not path.is_file():
+        return  # the physics simulator has no file
+    ck = load_checkpoint(path)
+    card = {k: v for k, v in ck.card.items() if k not in ("tensor_shapes", "tensor_dtypes", "weights_digest")}
+    card["metrics"] = dict(card.get("metrics") or {})
+    card["metrics"]["fidelity_benchmark"] = {
+        "protocol": f"benchmarks/bench_fidelity.py: {per_cell} images per cell (no finding or one of four findings x F/M, "
+                    "ages 20-85) at default settings, judged by the shipped reference classifier; CLIPScore, copy rate, "
+                    "FID/precision/coverage vs held-out real images with domain-CLIP features",
+        "machine": machine_description(), "date": time.strftime("%Y-%m-%d"),
+        **{k: (str(v) if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items() if k != "generator"},
+    }
+    save_checkpoint(path, ck.tensors, card)
+    print(f"wrote the measured row into the card of {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-cell", type=int, default=64)
@@ -105,6 +180,9 @@ def main() -> None:
     ap.add_argument("--generators", help="comma-separated names or checkpoint paths (default: every installed one)")
     ap.add_argument("--guidance", help="comma-separated classifier-free guidance scales to compare, for models that "
                                        "take one (default: each model's own default)")
+    ap.add_argument("--write-cards", action="store_true",
+                    help="store each learned model's row in its checkpoint card (metrics.fidelity_benchmark); "
+                         "only at default settings")
     a = ap.parse_args()
     import medsynth_explore as mse
     from medsynth_explore.features.domain_clip import load_domain_clip
@@ -113,9 +191,7 @@ def main() -> None:
 
     clf = ReferenceClassifier()
     clip = load_domain_clip()
-    # the shipped models' training data: the train split of simulate(8000, seed=0); held out: its test split
-    parts = simulate(8000, seed=0).split((0.7, 0.15, 0.15), seed=0)
-    train_f, held_f = clip.encode_image(parts["train"].images), clip.encode_image(parts["test"].images)
+    train_sets = TrainingSets(clip)
     table = cells(a.per_cell)
     names = a.generators.split(",") if a.generators else [r.name for r in mse.list_generators().itertuples() if r.available]
     names = ["phantomcxr-physics"] + [n for n in names if n != "phantomcxr-physics"]  # the peer first
@@ -124,9 +200,16 @@ def main() -> None:
     for name in names:
         gen = mse.load_generator(name)
         for g in scales if "guidance" in gen.capabilities else [None]:
+            train_f, held_f, how = train_sets.features(gen.card)
             rows.append(measure(gen, table, clf, clip, train_f, held_f, guidance=g))
+            rows[-1]["training_set"] = how
             rows[-1]["generator"] = name if g is None else f"{name} (guidance {g:g})"
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
+    if a.write_cards:
+        if a.guidance:
+            raise SystemExit("--write-cards records default settings only; leave out --guidance.")
+        for name, row in zip(names, rows):
+            write_card(name, row, a.per_cell)
     df = pd.DataFrame(rows).set_index("generator")
     df["speed_vs_physics"] = df["images_per_s"] / df.loc["phantomcxr-physics", "images_per_s"]
     print(f"\n{len(table)} images per generator ({a.per_cell} per cell)")

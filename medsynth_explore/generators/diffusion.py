@@ -456,7 +456,7 @@ def _make_card(name, cfg, schema, clip, training_data, training, sampler_default
         intended_use="Exploring conditional generation, fidelity, fairness and privacy metrics on simulated PhantomCXR radiographs; teaching.",
         limitations=limitations or [
             "Trained only on simulated PhantomCXR images; it does not produce realistic clinical radiographs.",
-            "Small network trained for under an hour on one CPU core: fine texture is smoothed and rare finding combinations are weak.",
+            "Small network trained on a CPU: fine texture is smoothed and rare finding combinations are weak.",
             "Prompts are understood only through words present in the PhantomCXR reports.",
         ],
         metrics=metrics or {},
