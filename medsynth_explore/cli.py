@@ -168,7 +168,8 @@ def _train(a: argparse.Namespace) -> int:
     elif a.model in ("vae", "gan", "classifier"):
         kwargs["callback"] = _progress(f"training {a.model}")
     card = trainer(data, a.out, **kwargs)
-    seconds = (card.get("training") or {}).get("seconds")
+    training = card.get("training") or {}
+    seconds = training.get("seconds", training.get("time_seconds"))
     print(f"wrote {a.out} ({a.model}, {len(data)} images" + (f", {seconds:.0f} s" if seconds else "") + ")")
     return 0
 
