@@ -509,3 +509,14 @@ def test_panels_work_on_the_background_thread_and_can_be_cancelled(session):
         assert tri.result is None and "cancelled" in tri.status.value and tri.last_error is None
     finally:
         runner.shutdown()
+
+
+def test_card_html_shows_a_benchmark_row_as_a_table():
+    from medsynth_explore.widgets.card import card_html
+
+    row = {"auroc_nodule": 0.99812, "age_mae": 15.58, "inpaint_psnr_outside_db": "inf", "training_set": "exact <hash>"}
+    out = card_html({"name": "m", "family": "vae", "architecture": {}, "metrics": {"fidelity_benchmark": row,
+                                                                                    "history": [[1, 2.0]] * 80}})
+    assert "auroc nodule</td><td>0.9981" in out and "age mae</td><td>15.58" in out
+    assert "exact &lt;hash&gt;" in out  # escaped
+    assert "characters (show)" in out  # a long non-flat value is still folded

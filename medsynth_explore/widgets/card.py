@@ -67,6 +67,15 @@ def _value(v: Any, limit: int = 160) -> str:
     return f"<details><summary>{len(text):,} characters (show)</summary><pre>{html.escape(pretty)}</pre></details>"
 
 
+def _metric_value(v: Any) -> str:
+    """A metric: a flat mapping of numbers and words (e.g. a benchmark row) becomes a small table."""
+    flat = isinstance(v, Mapping) and 0 < len(v) <= 40 and all(
+        x is None or isinstance(x, (bool, int, float, str)) for x in v.values())
+    if not flat:
+        return _value(v)
+    return _kv_table({str(k): _value(x) for k, x in v.items()})
+
+
 def _kv_table(items: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> str:
     labels = labels or {}
     rows = "".join(f"<tr><td>{html.escape(labels.get(k, str(k).replace('_', ' ')))}</td><td>{v}</td></tr>" for k, v in items.items())
@@ -182,7 +191,7 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
     parts.append("<h4>Metrics at release</h4>")
     metrics = c.get("metrics") or {}
     if metrics:
-        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_value(v)}</td></tr>" for k, v in metrics.items())
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_metric_value(v)}</td></tr>" for k, v in metrics.items())
         parts.append(f"<table class='msx-table'><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>")
     else:
         parts.append("<p><i>no metrics recorded in the card</i></p>")
