@@ -120,13 +120,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _parse_weights(text: str) -> dict:
     out = {}
     for part in text.split(","):
-        name, eq, value = part.partition("=")
+        name, _, value = part.partition("=")
         try:
-            out[name.strip()] = float(value)
+            if not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)  # float("") when "=" is missing
         except ValueError:
-            eq = ""
-        if not eq or not name.strip():
-            raise DataError(f"--lesion-weights wants name=number pairs such as nodule=30,effusion=8; got {part!r}.")
+            raise DataError(f"--lesion-weights wants name=number pairs such as nodule=30,effusion=8; got {part!r}.") from None
     return out
 
 
@@ -156,13 +156,14 @@ def _train(a: argparse.Namespace) -> int:
             if kwargs["init_from"].card.get("family") != "diffusion":
                 raise DataError(f"--init-from wants a diffusion checkpoint; {a.init_from} is a {kwargs['init_from'].card.get('family')} model.")
         if a.lesion_weights:
+            from .generators.diffusion import DiffusionConfig
             from .phantom import lesion_weights
 
             need = [c for c in ("anatomy_seed", "nodule", "effusion") if c not in data.metadata.columns]
             if need:
                 raise DataError(f"--lesion-weights needs PhantomCXR patient metadata (the simulator re-draws the masks); "
                                 f"{a.data} lacks {need}.")
-            kwargs["pixel_weights"] = lesion_weights(data.metadata, size=64, weights=_parse_weights(a.lesion_weights))
+            kwargs["pixel_weights"] = lesion_weights(data.metadata, size=DiffusionConfig().image_size, weights=_parse_weights(a.lesion_weights))
     elif a.init_from or a.lesion_weights or a.lr is not None:
         raise DataError("--init-from, --lesion-weights and --lr apply to --model diffusion only.")
     elif a.model in ("vae", "gan", "classifier"):

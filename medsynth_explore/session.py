@@ -17,6 +17,7 @@ features or the active generator change.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -486,7 +487,7 @@ class Session:
 
 
 _WARM = {"thread": None}
-_CACHE_LOCK = __import__("threading").Lock()
+_CACHE_LOCK = threading.Lock()
 
 
 def enable_umap_cache() -> int:
@@ -528,7 +529,6 @@ def warm_up_umap(background: bool = True):
     second or two. The Explorer calls this in a background thread when it
     opens. Returns the thread (or None when run in the foreground).
     """
-    import threading
 
     def work() -> None:
         import warnings

@@ -529,10 +529,10 @@ def train_diffusion(
         Per-pixel weights of the denoising loss, at the training resolution
         (1 everywhere when omitted). Small findings cover a few pixels of a
         4,096-pixel image, so a plain mean squared error barely asks the
-        network to draw them; weighting the ground-truth lesion masks the
-        simulator provides (:func:`~medsynth_explore.phantom.render` with
-        ``return_masks=True``) shifts the training signal onto them. The loss
-        is the weighted mean, so its scale stays comparable.
+        network to draw them; weighting the simulator's ground-truth lesion
+        masks (:func:`~medsynth_explore.phantom.lesion_weights`) shifts the
+        training signal onto them. The loss is the weighted mean, so its
+        scale stays comparable.
 
     Returns
     -------
