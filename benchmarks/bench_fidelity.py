@@ -19,7 +19,8 @@ peer measured in the same run:
   images (domain CLIP features), which show what a stronger guidance costs;
 * speed: images per second at default settings.
 
-Run: ``python benchmarks/bench_fidelity.py [--per-cell 64] [--markdown] [--generators a,b] [--guidance 2,5,8]``.
+Run: ``python benchmarks/bench_fidelity.py [--per-cell 64] [--markdown] [--generators a,b] [--guidance 2,5,8]
+[--age-guidance 0,3]``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0,
     out = gen.sample(len(table), conditions=conds, seed=seed, guidance=guidance)
     seconds = time.perf_counter() - t0
     pred = clf.predict(out.images)
-    res = {"generator": gen.name, "guidance": guidance if guidance is not None else gen.card.get("sampler_defaults", {}).get("guidance"),
+    first = out.metadata.iloc[0]
+    res = {"generator": gen.name, "guidance": None if pd.isna(first["guidance"]) else float(first["guidance"]),
+           "steps": None if pd.isna(first["steps"]) else int(first["steps"]),
+           "condition_guidance": first.get("condition_guidance", ""),
            "images_per_s": len(table) / seconds}
     for f in FINDINGS:
         y = (table["finding"] == f).to_numpy()
@@ -180,6 +184,8 @@ def main() -> None:
     ap.add_argument("--generators", help="comma-separated names or checkpoint paths (default: every installed one)")
     ap.add_argument("--guidance", help="comma-separated classifier-free guidance scales to compare, for models that "
                                        "take one (default: each model's own default)")
+    ap.add_argument("--age-guidance", help="comma-separated extra guidance scales for the age condition alone, for models "
+                                           "with condition_guidance (default: the model's own)")
     ap.add_argument("--write-cards", action="store_true",
                     help="store each learned model's row in its checkpoint card (metrics.fidelity_benchmark); "
                          "only at default settings")
@@ -197,17 +203,23 @@ def main() -> None:
     names = ["phantomcxr-physics"] + [n for n in names if n != "phantomcxr-physics"]  # the peer first
     rows = []
     scales = [float(g) for g in a.guidance.split(",")] if a.guidance else [None]
+    age_scales = [float(g) for g in a.age_guidance.split(",")] if a.age_guidance else [None]
+    if a.write_cards and (a.guidance or a.age_guidance):
+        raise SystemExit("--write-cards records default settings only; leave out --guidance and --age-guidance.")
     for name in names:
         gen = mse.load_generator(name)
-        for g in scales if "guidance" in gen.capabilities else [None]:
+        settings = [(g, ga) for g in (scales if "guidance" in gen.capabilities else [None])
+                    for ga in (age_scales if hasattr(gen, "condition_guidance") else [None])]
+        for g, ga in settings:
+            if ga is not None:
+                gen.condition_guidance = {**gen.condition_guidance, "age": ga}
             train_f, held_f, how = train_sets.features(gen.card)
             rows.append(measure(gen, table, clf, clip, train_f, held_f, guidance=g))
             rows[-1]["training_set"] = how
-            rows[-1]["generator"] = name if g is None else f"{name} (guidance {g:g})"
+            label = ", ".join(x for x in (g is not None and f"guidance {g:g}", ga is not None and f"age guidance {ga:g}") if x)
+            rows[-1]["generator"] = f"{name} ({label})" if label else name
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
     if a.write_cards:
-        if a.guidance:
-            raise SystemExit("--write-cards records default settings only; leave out --guidance.")
         for name, row in zip(names, rows):
             write_card(name, row, a.per_cell)
     df = pd.DataFrame(rows).set_index("generator")

@@ -134,6 +134,17 @@ def pictures(gen, real, outdir="docs/images"):
             rows.append(list(s.images))
             labels.append(f"{f}, {sex}, 60y")
     save_grid(rows, labels, f"{outdir}/diffusion_samples.png")
+    # age: the same seeds asked for different ages, no finding, with the judge's reading of each image
+    from medsynth_explore.features.reference_classifier import ReferenceClassifier
+
+    clf = ReferenceClassifier()
+    rows, labels = [], []
+    for age in (25, 45, 65, 85):
+        s = gen.sample(8, conditions={"sex": ["F", "M"] * 4, "age": age, "findings": []}, seed=5)
+        judged = clf.predict(s.images)["age"].mean()
+        rows.append(list(s.images))
+        labels.append(f"asked {age}y, judged {judged:.0f}y")
+    save_grid(rows, labels, f"{outdir}/diffusion_age.png")
     # inpainting: add an effusion to normal real images in the lower half
     normal = real.query("effusion == 0 and pneumothorax == 0 and nodule == 0").subset(np.arange(6))
     mask = np.zeros((64, 64), np.float32)
@@ -166,6 +177,7 @@ def main() -> None:
     ap.add_argument("--effusion-weight", type=float, default=0.0, help="extra loss weight on effusion pixels")
     ap.add_argument("--n-eval", type=int, default=256)
     ap.add_argument("--evaluate-only", action="store_true")
+    ap.add_argument("--pictures-only", action="store_true", help="only redraw the sample grids in docs/images")
     args = ap.parse_args()
 
     import torch
@@ -175,6 +187,10 @@ def main() -> None:
     from medsynth_explore.generators.diffusion import DiffusionGenerator, train_diffusion
     from medsynth_explore.phantom import Population, simulate
 
+    if args.pictures_only:
+        ev = simulate(64, seed=2, size=64)
+        pictures(DiffusionGenerator.from_checkpoint(load_checkpoint(args.out)), ev)
+        return
     train = load_cohort(args.cache, args.n, args.seed, "train")
     log = lambda i: print(f"step {i['step']} loss {i['loss']:.4f} {i['seconds']:.0f}s", flush=True)  # noqa: E731
     if not args.evaluate_only:

@@ -55,6 +55,7 @@ def test_steps_and_guidance_are_honoured(gen, monkeypatch):
         return orig(x, t, c)
 
     monkeypatch.setattr(gen.net, "forward", counting)
+    monkeypatch.setattr(gen, "condition_guidance", {})
     gen.sample(2, conditions=COND, seed=0, steps=5, guidance=3.0)
     assert len(calls) == 5 and set(calls) == {4}  # guided: conditional and unconditional in one batch
     calls.clear()
@@ -66,6 +67,53 @@ def test_steps_and_guidance_are_honoured(gen, monkeypatch):
     assert not np.allclose(g1, g4)
     s = gen.sample(1, conditions=COND, seed=0, steps=3, guidance=4.0)
     assert s.metadata["guidance"].iloc[0] == 4.0
+
+
+def test_condition_guidance_composes_one_more_pass_per_group(gen, monkeypatch):
+    assert gen.condition_guidance == {"age": 3.0}  # the card's sampler default
+    calls = []
+    orig = gen.net.forward
+
+    def counting(x, t, c):
+        calls.append(len(x))
+        return orig(x, t, c)
+
+    monkeypatch.setattr(gen.net, "forward", counting)
+    s = gen.sample(2, conditions=COND, seed=0, steps=3, guidance=2.0)
+    assert calls == [6] * 3  # with all conditions, with none, without age
+    assert (s.metadata["condition_guidance"] == "age=3").all()
+    calls.clear()
+    gen.sample(2, prompt="left pleural effusion", seed=0, steps=2, guidance=2.0)
+    assert calls == [4] * 2  # age not conditioned on: its term is zero, no extra pass
+    monkeypatch.undo()
+
+    # the guided output, composed here from three plain network passes
+    table = gen._resolve(2, COND, None, 0)
+    cond = gen._cond_inputs(table)
+    width = gen.card["architecture"]["cond_width"]  # age is column 0, its presence flag column `width`
+    no_age = cond.clone()
+    no_age[:, 0] = 0
+    no_age[:, width] = 0
+    x = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 500)
+    with torch.no_grad():
+        c, u, na = gen.net(x, t, cond), gen.net(x, t, torch.zeros_like(cond)), gen.net(x, t, no_age)
+    want = u + 2.0 * (c - u) + 3.0 * (c - na)
+    torch.testing.assert_close(gen._model_out(x, 500, cond, 2.0), want, atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(gen, "condition_guidance", {"age": 0})
+    torch.testing.assert_close(gen._model_out(x, 500, cond, 2.0), u + 2.0 * (c - u), atol=1e-5, rtol=1e-5)
+    assert gen.sample(1, conditions=COND, seed=0, steps=2).metadata["condition_guidance"].iloc[0] == ""
+
+
+@pytest.mark.parametrize("bad, msg", [({"bmi": 2.0}, "not a condition"), ({"age": -1.0}, ">= 0"),
+                                      ({"age": float("nan")}, ">= 0"), ({"age": True}, ">= 0"), ([("age", 2.0)], "mapping")])
+def test_condition_guidance_is_checked(bad, msg):
+    g = dm.DiffusionGenerator.tiny(seed=0)
+    with pytest.raises(ConditionError, match=msg):
+        g.condition_guidance = bad
+    with pytest.raises(ConditionError, match=msg):
+        dm.DiffusionGenerator(g.card, g.net, g.clip, condition_guidance=bad)
+    assert g.condition_guidance == {"age": 3.0}
 
 
 def test_ddim_sampler(gen):

@@ -80,6 +80,28 @@ def test_generate_panel_builds_controls_from_schema_and_generates(session):
     assert "<b>asked</b> 70y F effusion" in caption
 
 
+def test_generate_panel_starts_at_the_card_defaults_and_sets_condition_guidance():
+    pytest.importorskip("diffusers")
+    from medsynth_explore.generators.diffusion import DiffusionGenerator
+    from medsynth_explore.widgets import GeneratePanel
+
+    gen = DiffusionGenerator.tiny(seed=0)
+    session = Session(reference=_reference(), generators=[gen], encoder="pixels")
+    panel = GeneratePanel(session, runner=JobRunner(synchronous=True), n=2)
+    assert panel.steps.value == gen.card["sampler_defaults"]["steps"] == 4
+    assert panel.guidance.value == 2.0
+    assert list(panel.condition_guidance) == ["age"] and panel.condition_guidance["age"].value == 3.0
+    panel.condition_guidance["age"].value = 0.0
+    panel.generate_button.click()
+    assert panel.last_error is None
+    meta = session.synthetic[gen.name].metadata
+    assert (meta["steps"] == 4).all() and (meta["condition_guidance"] == "").all()
+    assert gen.condition_guidance == {}
+    panel.condition_guidance["age"].value = 1.5
+    panel.generate_button.click()
+    assert (session.synthetic[gen.name].metadata["condition_guidance"].iloc[-2:] == "age=1.5").all()
+
+
 def test_generate_panel_shows_errors_in_words(session):
     from medsynth_explore.widgets import GeneratePanel
 

@@ -21,7 +21,8 @@ class GeneratePanel(BasePanel):
     per continuous condition (with an "any" box: unset conditions are drawn
     from the training distribution), toggle buttons per categorical one, a
     checkbox per finding, a prompt box for text models, and seed, number of
-    images, steps, guidance where the model has them. Each result shows its
+    images, steps, guidance and per-condition guidance (the diffusion model's
+    age) where the model has them, starting at the card's sampler defaults. Each result shows its
     requested conditions, what the reference classifier sees and CLIPScore.
 
     Attributes
@@ -50,6 +51,7 @@ class GeneratePanel(BasePanel):
         self.grid = W.VBox()
         self.condition_box = W.VBox()
         self.controls: dict[str, Any] = {}
+        self.condition_guidance: dict[str, Any] = {}
         self.generator_select.observe(self.guard(self._on_generator), names="value")
         session.on("generators", lambda names: setattr(self.generator_select, "options", names))
         self._build_controls()
@@ -96,14 +98,19 @@ class GeneratePanel(BasePanel):
         if "text" in caps and self.prompt not in rows:
             rows.append(self.prompt)
         extra = []
+        sampler = gen.card.get("sampler_defaults") or {}
         if "steps" in caps:
-            sampler = gen.card.get("sampler") or {}
             self.steps.value = int(sampler.get("steps", self.steps.value))
             extra.append(self.steps)
         if "guidance" in caps:
-            sampler = gen.card.get("sampler") or {}
             self.guidance.value = float(sampler.get("guidance", self.guidance.value))
             extra.append(self.guidance)
+        # models that guide single conditions (the diffusion model's age) get one slider each
+        self.condition_guidance = {
+            k: W.FloatSlider(value=float(v), min=0.0, max=10.0, step=0.5, description=f"{k.capitalize()} guid.")
+            for k, v in (getattr(gen, "condition_guidance", None) or {}).items()
+        }
+        extra.extend(self.condition_guidance.values())
         if extra:
             rows.append(W.HBox(extra))
         self.condition_box.children = rows
@@ -137,14 +144,23 @@ class GeneratePanel(BasePanel):
             kw["guidance"] = float(self.guidance.value)
         return kw
 
+    def condition_guidance_request(self) -> dict | None:
+        """Per-condition guidance the sliders ask for (None when the model has none)."""
+        if not self.condition_guidance:
+            return None
+        return {k: float(s.value) for k, s in self.condition_guidance.items()}
+
     # ------------------------------------------------------------------ work
     def generate(self):
         """Draw images with the current controls in the background; a newer click supersedes."""
         kw, n, name = self.request(), int(self.n.value), self.session.active
         gen = self.session.generator(name)
         gen.conditions.validate(kw["conditions"] or {})  # errors show before any work starts
+        per_condition = self.condition_guidance_request()
 
         def work(job):
+            if per_condition is not None:
+                gen.condition_guidance = per_condition
             samples = gen.sample(n, callback=job.progress, **kw)
             job.progress(n, n)
             table = describe_samples(self.session, samples)
