@@ -81,6 +81,21 @@ def _progress(desc: str):
     return callback
 
 
+def _log_progress(desc: str, every_s: float = 30.0):
+    """A ``callback(info)`` for trainers that report a dict (diffusion, CLIP): one stderr line every ``every_s``."""
+    last = {"t": -every_s}
+
+    def callback(info: dict) -> bool:
+        if info.get("seconds", 0.0) - last["t"] >= every_s or info.get("epoch") == info.get("epochs", -1):
+            last["t"] = info.get("seconds", 0.0)
+            done = f"step {info['step']}" if "step" in info else f"epoch {info.get('epoch')}/{info.get('epochs')}"
+            print(f"{desc}: {done}, loss {info.get('loss', float('nan')):.4f}, {info.get('seconds', 0.0):.0f} s",
+                  file=sys.stderr, flush=True)
+        return True
+
+    return callback
+
+
 def _json_arg(text: str | None, what: str):
     if text is None:
         return None
@@ -109,6 +124,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help="training epochs (vae, gan, clip, classifier)")
+    p.add_argument("--batch-size", type=int, help="images per training step (default: the trainer's own)")
     p.add_argument("--minutes", type=float, help="time budget in minutes (diffusion)")
     p.add_argument("--clip", type=Path, help="domain CLIP checkpoint for the diffusion model's text encoder")
     p.add_argument("--init-from", help="diffusion: continue training this checkpoint (a path or built-in name)")
@@ -142,6 +158,10 @@ def _train(a: argparse.Namespace) -> int:
     kwargs: dict = {"seed": a.seed}
     if a.epochs is not None:
         kwargs["epochs"] = a.epochs
+    if a.batch_size is not None:
+        if a.batch_size < 1:
+            raise DataError(f"--batch-size must be a positive number of images, got {a.batch_size}.")
+        kwargs["batch_size"] = a.batch_size
     if a.model == "diffusion":
         if a.minutes is not None:
             kwargs["max_minutes"] = a.minutes
@@ -166,8 +186,10 @@ def _train(a: argparse.Namespace) -> int:
             kwargs["pixel_weights"] = lesion_weights(data.metadata, size=DiffusionConfig().image_size, weights=_parse_weights(a.lesion_weights))
     elif a.init_from or a.lesion_weights or a.lr is not None:
         raise DataError("--init-from, --lesion-weights and --lr apply to --model diffusion only.")
-    elif a.model in ("vae", "gan", "classifier"):
+    if a.model in ("vae", "gan", "classifier"):
         kwargs["callback"] = _progress(f"training {a.model}")
+    else:
+        kwargs["callback"] = _log_progress(f"training {a.model}")
     card = trainer(data, a.out, **kwargs)
     training = card.get("training") or {}
     seconds = training.get("seconds", training.get("time_seconds"))

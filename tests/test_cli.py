@@ -60,6 +60,8 @@ def test_train_diffusion_continues_a_checkpoint_with_lesion_weights(tmp_path, ca
     out = tmp_path / "more.safetensors"
     assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--init-from", "x"]) == 2
     assert "apply to --model diffusion only" in capsys.readouterr().err
+    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--batch-size", "0"]) == 2
+    assert "--batch-size must be a positive" in capsys.readouterr().err
     assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "8", "--out", str(out),
                  "--lesion-weights", "nodule:30"]) == 2
     assert "name=number" in capsys.readouterr().err
@@ -69,8 +71,25 @@ def test_train_diffusion_continues_a_checkpoint_with_lesion_weights(tmp_path, ca
     if not DEFAULT_DIFFUSION_PATH.is_file():
         pytest.skip("shipped diffusion checkpoint not present")
     assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "16", "--out", str(out),
-                 "--init-from", "phantomcxr-diffusion", "--minutes", "0.02", "--lesion-weights", "nodule=30,effusion=8"]) == 0
+                 "--init-from", "phantomcxr-diffusion", "--minutes", "0.02", "--lesion-weights", "nodule=30,effusion=8",
+                 "--batch-size", "8"]) == 0
     card = load_checkpoint(out).card
+    assert card["training"]["batch_size"] == 8
     shipped = load_checkpoint(DEFAULT_DIFFUSION_PATH).card
     assert card["training"]["pixel_weights"]["max"] > 1
     assert card["training"]["total_steps"] == card["training"]["steps"] + shipped["training"]["total_steps"]
+
+
+def test_dict_progress_prints_a_line_every_interval(capsys):
+    from medsynth_explore.cli import _log_progress
+
+    cb = _log_progress("training diffusion", every_s=30)
+    for step, sec in ((50, 5.0), (100, 20.0), (150, 36.0), (200, 50.0), (250, 70.0)):
+        assert cb({"step": step, "loss": 0.05, "seconds": sec}) is True
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["training diffusion: step 50, loss 0.0500, 5 s", "training diffusion: step 150, loss 0.0500, 36 s",
+                     "training diffusion: step 250, loss 0.0500, 70 s"]
+    cb = _log_progress("training clip", every_s=1e9)
+    cb({"epoch": 1, "epochs": 2, "loss": 1.0, "seconds": 1.0})
+    cb({"epoch": 2, "epochs": 2, "loss": 0.5, "seconds": 2.0})  # the last epoch always prints
+    assert capsys.readouterr().err.count("epoch") == 2
