@@ -26,6 +26,7 @@ Run: ``python benchmarks/bench_fidelity.py [--per-cell 64] [--markdown] [--gener
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -113,7 +114,7 @@ class TrainingSets:
 
     The shipped VAE and GAN were trained on the train split (70 %, split seed 0)
     of ``simulate(8000, seed=0)``; the diffusion model on ``simulate(6000,
-    seed=1)`` with findings enriched to 25-30 % (``scripts/train_diffusion.py``).
+    seed=1)`` with findings enriched to 25-30 %, the population its card records.
     The rebuilt set's content hash is compared with the card's: ``exact`` when
     they match, ``approximate`` when only the simulator version differs (same
     patients, some findings drawn differently). Held out: the test split of
@@ -134,11 +135,12 @@ class TrainingSets:
         td = card.get("training_data") or {}
         if td.get("split") == "train" or card.get("family") == "physics":
             key = ("split", 0)
-        else:
-            key = ("enriched", int(td.get("seed", 1)), int(td.get("size", 6000)))
+        else:  # the card records the simulated population (older cards: the enriched one of the training script)
+            pop = td.get("population") or {"prevalence": {"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}}
+            key = ("population", int(td.get("seed", 1)), int(td.get("size", 6000)), json.dumps(pop, sort_keys=True))
         if key not in self.cache:
-            enriched = {"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}
-            self.cache[key] = (simulate(key[2], seed=key[1], population=Population(prevalence=enriched)), None)
+            pop = Population.from_dict(json.loads(key[3]))
+            self.cache[key] = (simulate(key[2], seed=key[1], population=pop), None)
         data, feats = self.cache[key]
         if feats is None:
             feats = self.clip.encode_image(data.images)

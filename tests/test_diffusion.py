@@ -203,6 +203,7 @@ def test_train_save_load_round_trip(tmp_path, gen):
     assert card["training"]["steps"] == 60 and [i["step"] for i in info] == [50]
     assert card["training"]["time_seconds"] > 0
     assert card["training_data"]["condition_distribution"]["n"] == 8
+    assert card["training_data"]["finding_counts"]["effusion"] == 4 and card["training_data"]["size"] == 8
     loaded = load_generator(out)
     assert isinstance(loaded, dm.DiffusionGenerator)
     assert set(loaded.capabilities) == {"conditions", "text", "inpaint", "guidance", "steps"}

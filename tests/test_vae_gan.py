@@ -47,6 +47,7 @@ def test_card_records_training(which, data, vae_file, gan_file):
     assert td["counts"]["sex"] == data.metadata["sex"].value_counts().sort_index().to_dict()
     assert td["finding_counts"] == {f: int(data.metadata[f].sum()) for f in FINDINGS}
     assert set(td["condition_distribution"]) >= {"age", "sex", "findings"}
+    assert td["population"] == data.provenance["population"]  # simulated: the set can be rebuilt
     tr = ck.card["training"]
     assert tr["time_seconds"] > 0 and tr["epochs"] == 1 and tr["steps"] == 3 and "machine" in tr
     assert ck.card["conditions"]["conditions"][0]["name"] == "age"

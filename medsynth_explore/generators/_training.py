@@ -97,6 +97,8 @@ def data_provenance(data: Any, table: pd.DataFrame, schema: ConditionSchema) -> 
         "finding_counts": finding_counts,
         "condition_distribution": condition_distribution(table, schema),
     }
+    if prov.get("population"):  # simulated data: who was simulated, so the set can be rebuilt
+        out["population"] = prov["population"]
     return {k: _plain(v) for k, v in out.items()}
 
 

@@ -743,13 +743,9 @@ def train_diffusion(
     for p in ema.parameters():  # round-trip through fp16, as stored
         p.data = p.data.half().float()
 
-    prov = dict(getattr(data, "provenance", {}) or {})
-    counts = {f: int(meta[f].sum()) for f in schema.finding_names}
-    training_data = {
-        "dataset": prov.get("source", "unknown"), "version": prov.get("version"), "seed": prov.get("seed"),
-        "content_hash": prov.get("content_hash"), "size": int(n), "counts": counts,
-        "condition_distribution": condition_distribution(meta, schema),
-    }
+    from ._training import data_provenance
+
+    training_data = data_provenance(data, meta, schema)
     training = {
         "steps": int(step), "max_steps": int(steps), "max_minutes": max_minutes, "batch_size": int(bs), "lr": float(lr),
         "optimizer": "AdamW, grad-norm clip 1.0, 100-step warm-up (20 when continuing) then cosine to 0.1 lr", "ema_decay": float(ema_decay),
