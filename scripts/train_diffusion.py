@@ -2,31 +2,33 @@
 
 Usage::
 
-    python scripts/train_diffusion.py --cache /tmp/msd --minutes 40
-    python scripts/train_diffusion.py --evaluate-only   # re-measure the shipped file
+    python scripts/train_diffusion.py                    # train (57 min) and evaluate
+    python scripts/train_diffusion.py --evaluate-only    # re-measure the shipped file
+    python scripts/train_diffusion.py --pictures-only    # redraw the sample grids
 
-The shipped checkpoint took four runs (96 minutes, 8,694 steps, recorded in its
-card): stage 1 for 28 minutes without text, stage 2 for 5 minutes with text,
-28 more minutes with text, then 35 minutes with lesion-weighted loss::
+The shipped checkpoint is one run of 57 minutes on two threads (9,702 steps of
+32 images, recorded in its card), the same as these two commands::
 
-    python scripts/train_diffusion.py --stage1 phantomcxr-diffusion.safetensors \
-        --text-minutes 35 --threads 2 --stage-seed 2 --nodule-weight 30 --effusion-weight 8 --out new.safetensors
+    echo '{"prevalence": {"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}}' > enriched.json
+    medsynth simulate --n 6000 --seed 1 --population enriched.json --out cohort
+    medsynth train --model diffusion --data cohort --minutes 57 --lesion-weights nodule=30,effusion=8 \
+        --batch-size 32 --seed 0 --out phantomcxr-diffusion.safetensors
 
 Steps:
 
 1. train :func:`medsynth_explore.generators.diffusion.train_diffusion` on a
-   simulated cohort (findings enriched to 25-30 %): stage 1 for ``--minutes``
-   with structured conditions only (it does not need the domain CLIP, so it
-   can run while the CLIP trains), stage 2 for ``--text-minutes`` continuing
-   from stage 1 with the domain CLIP's report embeddings;
+   simulated cohort (findings enriched to 25-30 %) with the shipped domain
+   CLIP's report embeddings and the loss weighted x30 on the simulator's
+   nodule masks and x8 on its effusion masks (``--init-from`` continues a
+   checkpoint instead of starting afresh);
 2. load the shipped reference classifier (trained on *real* simulated images:
    findings, sex, age; `medsynth train --model classifier`) and check it on a held-out cohort;
 3. sample images conditioned on the held-out cohort's labels and score them
    with the reference classifier: finding AUROC (score vs requested label), sex
    accuracy and age MAE; time 16 images at the default settings;
 4. write these numbers into the card's ``metrics``, re-save the checkpoint,
-   and save sample grids to ``docs/images/diffusion_samples.png`` and
-   ``docs/images/diffusion_inpaint.png``.
+   and save sample grids to ``docs/images/diffusion_samples.png``,
+   ``docs/images/diffusion_age.png`` and ``docs/images/diffusion_inpaint.png``.
 """
 
 from __future__ import annotations
@@ -166,15 +168,15 @@ def main() -> None:
     ap.add_argument("--cache", default=None)
     ap.add_argument("--n", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--minutes", type=float, default=28.0, help="stage 1 budget (no text)")
-    ap.add_argument("--text-minutes", type=float, default=7.0, help="stage 2 budget (with report embeddings)")
-    ap.add_argument("--stage1", default=None, help="existing stage-1 checkpoint to continue from")
+    ap.add_argument("--minutes", type=float, default=57.0, help="training budget")
+    ap.add_argument("--init-from", default=None, help="a diffusion checkpoint to continue instead of starting afresh")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--stage-seed", type=int, default=1, help="seed of the continued stage (batches, noise, dropout)")
-    ap.add_argument("--nodule-weight", type=float, default=0.0,
-                    help="extra loss weight on nodule pixels (simulator masks grown by 1 px) in the continued stage")
-    ap.add_argument("--effusion-weight", type=float, default=0.0, help="extra loss weight on effusion pixels")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-seed", type=int, default=0, help="seed of the run (batches, noise, dropout)")
+    ap.add_argument("--nodule-weight", type=float, default=30.0,
+                    help="extra loss weight on nodule pixels (simulator masks grown by 1 px)")
+    ap.add_argument("--effusion-weight", type=float, default=8.0, help="extra loss weight on effusion pixels")
     ap.add_argument("--n-eval", type=int, default=256)
     ap.add_argument("--evaluate-only", action="store_true")
     ap.add_argument("--pictures-only", action="store_true", help="only redraw the sample grids in docs/images")
@@ -194,21 +196,12 @@ def main() -> None:
     train = load_cohort(args.cache, args.n, args.seed, "train")
     log = lambda i: print(f"step {i['step']} loss {i['loss']:.4f} {i['seconds']:.0f}s", flush=True)  # noqa: E731
     if not args.evaluate_only:
-        from medsynth_explore.features.domain_clip import DomainCLIP, default_config, load_domain_clip
+        from medsynth_explore.features.domain_clip import load_domain_clip
 
-        # stage 1: images and structured conditions; the text slots stay empty, so this
-        # stage does not need the trained CLIP and can run while the CLIP trains
-        stage1 = args.stage1 or str(Path(args.out).with_suffix(".stage1.safetensors"))
-        if not Path(stage1).is_file():
-            placeholder = DomainCLIP.from_config(default_config(), train.metadata["report"], seed=0)
-            train_diffusion(train, stage1, clip=placeholder, p_text=0.0, batch_size=args.batch_size,
-                            max_minutes=args.minutes, seed=0, callback=log)
-        first = DiffusionGenerator.from_checkpoint(load_checkpoint(stage1))
-        # stage 2: continue with the trained domain CLIP's report embeddings (p_text 0.4)
-        weights = lesion_weights(train, args.nodule_weight, args.effusion_weight)
-        card = train_diffusion(train, args.out, clip=load_domain_clip(args.clip), init_from=first,
-                               batch_size=args.batch_size, lr=5e-4, max_minutes=args.text_minutes, seed=args.stage_seed,
-                               callback=log, pixel_weights=weights)
+        first = DiffusionGenerator.from_checkpoint(load_checkpoint(args.init_from)) if args.init_from else None
+        card = train_diffusion(train, args.out, clip=load_domain_clip(args.clip), init_from=first, batch_size=args.batch_size,
+                               lr=args.lr, max_minutes=args.minutes, seed=args.train_seed, callback=log,
+                               pixel_weights=lesion_weights(train, args.nodule_weight, args.effusion_weight))
         print("trained", card["training"]["total_steps"], "steps in", card["training"]["total_time_seconds"], "s", flush=True)
     ck = load_checkpoint(args.out)
     gen = DiffusionGenerator.from_checkpoint(ck)

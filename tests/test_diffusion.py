@@ -70,7 +70,8 @@ def test_steps_and_guidance_are_honoured(gen, monkeypatch):
 
 
 def test_condition_guidance_composes_one_more_pass_per_group(gen, monkeypatch):
-    assert gen.condition_guidance == {"age": 3.0}  # the card's sampler default
+    assert gen.condition_guidance == {} and gen.guidable_conditions == ["age", "sex", "findings"]  # default: none
+    monkeypatch.setattr(gen, "condition_guidance", {"age": 1.5})
     calls = []
     orig = gen.net.forward
 
@@ -81,11 +82,11 @@ def test_condition_guidance_composes_one_more_pass_per_group(gen, monkeypatch):
     monkeypatch.setattr(gen.net, "forward", counting)
     s = gen.sample(2, conditions=COND, seed=0, steps=3, guidance=2.0)
     assert calls == [6] * 3  # with all conditions, with none, without age
-    assert (s.metadata["condition_guidance"] == "age=3").all()
+    assert (s.metadata["condition_guidance"] == "age=1.5").all()
     calls.clear()
     gen.sample(2, prompt="left pleural effusion", seed=0, steps=2, guidance=2.0)
     assert calls == [4] * 2  # age not conditioned on: its term is zero, no extra pass
-    monkeypatch.undo()
+    monkeypatch.setattr(gen.net, "forward", orig)
 
     # the guided output, composed here from three plain network passes
     table = gen._resolve(2, COND, None, 0)
@@ -98,9 +99,9 @@ def test_condition_guidance_composes_one_more_pass_per_group(gen, monkeypatch):
     t = torch.full((2,), 500)
     with torch.no_grad():
         c, u, na = gen.net(x, t, cond), gen.net(x, t, torch.zeros_like(cond)), gen.net(x, t, no_age)
-    want = u + 2.0 * (c - u) + 3.0 * (c - na)
+    want = u + 2.0 * (c - u) + 1.5 * (c - na)
     torch.testing.assert_close(gen._model_out(x, 500, cond, 2.0), want, atol=1e-5, rtol=1e-5)
-    monkeypatch.setattr(gen, "condition_guidance", {"age": 0})
+    monkeypatch.setattr(gen, "condition_guidance", {"age": 0})  # zero: dropped
     torch.testing.assert_close(gen._model_out(x, 500, cond, 2.0), u + 2.0 * (c - u), atol=1e-5, rtol=1e-5)
     assert gen.sample(1, conditions=COND, seed=0, steps=2).metadata["condition_guidance"].iloc[0] == ""
 
@@ -113,7 +114,7 @@ def test_condition_guidance_is_checked(bad, msg):
         g.condition_guidance = bad
     with pytest.raises(ConditionError, match=msg):
         dm.DiffusionGenerator(g.card, g.net, g.clip, condition_guidance=bad)
-    assert g.condition_guidance == {"age": 3.0}
+    assert g.condition_guidance == {}
 
 
 def test_ddim_sampler(gen):
@@ -202,6 +203,7 @@ def test_train_save_load_round_trip(tmp_path, gen):
                               batch_size=4, clip=gen.clip, callback=info.append)
     assert card["training"]["steps"] == 60 and [i["step"] for i in info] == [50]
     assert card["training"]["time_seconds"] > 0
+    assert card["training"]["total_steps"] == 60 and card["training"]["total_time_seconds"] == card["training"]["time_seconds"]
     assert card["training_data"]["condition_distribution"]["n"] == 8
     assert card["training_data"]["finding_counts"]["effusion"] == 4 and card["training_data"]["size"] == 8
     loaded = load_generator(out)

@@ -90,16 +90,17 @@ def test_generate_panel_starts_at_the_card_defaults_and_sets_condition_guidance(
     panel = GeneratePanel(session, runner=JobRunner(synchronous=True), n=2)
     assert panel.steps.value == gen.card["sampler_defaults"]["steps"] == 4
     assert panel.guidance.value == 2.0
-    assert list(panel.condition_guidance) == ["age"] and panel.condition_guidance["age"].value == 3.0
-    panel.condition_guidance["age"].value = 0.0
+    assert list(panel.condition_guidance) == ["age", "sex", "findings"]
+    assert all(sl.value == 0.0 for sl in panel.condition_guidance.values())  # the card's default: none
+    panel.condition_guidance["age"].value = 1.5
     panel.generate_button.click()
     assert panel.last_error is None
     meta = session.synthetic[gen.name].metadata
-    assert (meta["steps"] == 4).all() and (meta["condition_guidance"] == "").all()
-    assert gen.condition_guidance == {}
-    panel.condition_guidance["age"].value = 1.5
+    assert (meta["steps"] == 4).all() and (meta["condition_guidance"] == "age=1.5").all()
+    assert gen.condition_guidance == {"age": 1.5}
+    panel.condition_guidance["age"].value = 0.0
     panel.generate_button.click()
-    assert (session.synthetic[gen.name].metadata["condition_guidance"].iloc[-2:] == "age=1.5").all()
+    assert (session.synthetic[gen.name].metadata["condition_guidance"].iloc[-2:] == "").all() and gen.condition_guidance == {}
 
 
 def test_generate_panel_shows_errors_in_words(session):

@@ -105,14 +105,17 @@ class GeneratePanel(BasePanel):
         if "guidance" in caps:
             self.guidance.value = float(sampler.get("guidance", self.guidance.value))
             extra.append(self.guidance)
-        # models that guide single conditions (the diffusion model's age) get one slider each
+        # models that can guide single conditions (the diffusion model) get one slider per condition
+        current = getattr(gen, "condition_guidance", None) or {}
         self.condition_guidance = {
-            k: W.FloatSlider(value=float(v), min=0.0, max=10.0, step=0.5, description=f"{k.capitalize()} guid.")
-            for k, v in (getattr(gen, "condition_guidance", None) or {}).items()
+            k: W.FloatSlider(value=float(current.get(k, 0.0)), min=0.0, max=10.0, step=0.5, description=f"{k.capitalize()} guid.",
+                             tooltip=f"extra guidance for {k} alone (one more network pass a step; 0 = off)")
+            for k in getattr(gen, "guidable_conditions", [])
         }
-        extra.extend(self.condition_guidance.values())
         if extra:
             rows.append(W.HBox(extra))
+        if self.condition_guidance:
+            rows.append(W.HBox(list(self.condition_guidance.values())))
         self.condition_box.children = rows
 
     def conditions(self) -> dict:
