@@ -9,12 +9,13 @@ Usage::
 The shipped checkpoints were made with::
 
     python scripts/train_shipped.py --model vae --epochs 9 --minutes 23
-    python scripts/train_shipped.py --model gan --epochs 22 --minutes 26 --out /tmp/gan_run1.safetensors
+    python scripts/train_shipped.py --model gan --epochs 8 --minutes 26 --out /tmp/gan_run1.safetensors
     python scripts/train_shipped.py --model gan --epochs 9 --minutes 23 \
         --init-from /tmp/gan_run1.safetensors --mismatch-weight 1.0
 
-(the first GAN run stopped at its time budget after 8 epochs; its SHA-256 and
-time are recorded under ``training.previous_runs`` in the shipped card).
+on PhantomCXR 1.1.0 (VAE 274 s; GAN 256 + 305 s; two threads). The first GAN
+run's SHA-256 and time are recorded under ``training.previous_runs`` in the
+shipped card.
 
 Data: the train split (70 %, patient-wise, split seed 0) of ``simulate(n,
 seed=0, size=64)``. Checkpoints go to ``medsynth_explore/assets/`` and sample
