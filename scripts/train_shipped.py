@@ -13,7 +13,7 @@ The shipped checkpoints were made with::
     python scripts/train_shipped.py --model gan --epochs 9 --minutes 23 \
         --init-from /tmp/gan_run1.safetensors --mismatch-weight 1.0
 
-on PhantomCXR 1.1.0 (VAE 274 s; GAN 256 + 305 s; two threads). The first GAN
+on PhantomCXR 1.1.0 (VAE 274 s; GAN 255 + 305 s; two threads). The first GAN
 run's SHA-256 and time are recorded under ``training.previous_runs`` in the
 shipped card.
 
