@@ -108,7 +108,8 @@ class GeneratePanel(BasePanel):
         # models that can guide single conditions (the diffusion model) get one slider per condition
         current = getattr(gen, "condition_guidance", None) or {}
         self.condition_guidance = {
-            k: W.FloatSlider(value=float(current.get(k, 0.0)), min=0.0, max=10.0, step=0.5, description=f"{k.capitalize()} guid.",
+            k: W.FloatSlider(value=float(current.get(k, 0.0)), min=0.0, max=10.0, step=0.5, description=f"Guide {k}",
+                             style={"description_width": "initial"}, layout=W.Layout(width="270px"),
                              tooltip=f"extra guidance for {k} alone (one more network pass a step; 0 = off)")
             for k in getattr(gen, "guidable_conditions", [])
         }
