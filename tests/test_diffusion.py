@@ -46,7 +46,8 @@ def test_conditions_change_the_output(gen):
     assert not np.allclose(a.images, b.images)
 
 
-def test_steps_and_guidance_are_honoured(gen, monkeypatch):
+def _count_passes(gen, monkeypatch) -> list:
+    """Batch size of every network pass ``gen`` makes from now on (undone with ``monkeypatch``)."""
     calls = []
     orig = gen.net.forward
 
@@ -55,6 +56,11 @@ def test_steps_and_guidance_are_honoured(gen, monkeypatch):
         return orig(x, t, c)
 
     monkeypatch.setattr(gen.net, "forward", counting)
+    return calls
+
+
+def test_steps_and_guidance_are_honoured(gen, monkeypatch):
+    calls = _count_passes(gen, monkeypatch)
     monkeypatch.setattr(gen, "condition_guidance", {})
     gen.sample(2, conditions=COND, seed=0, steps=5, guidance=3.0)
     assert len(calls) == 5 and set(calls) == {4}  # guided: conditional and unconditional in one batch
@@ -72,14 +78,8 @@ def test_steps_and_guidance_are_honoured(gen, monkeypatch):
 def test_condition_guidance_composes_one_more_pass_per_group(gen, monkeypatch):
     assert gen.condition_guidance == {} and gen.guidable_conditions == ["age", "sex", "findings"]  # default: none
     monkeypatch.setattr(gen, "condition_guidance", {"age": 1.5})
-    calls = []
     orig = gen.net.forward
-
-    def counting(x, t, c):
-        calls.append(len(x))
-        return orig(x, t, c)
-
-    monkeypatch.setattr(gen.net, "forward", counting)
+    calls = _count_passes(gen, monkeypatch)
     s = gen.sample(2, conditions=COND, seed=0, steps=3, guidance=2.0)
     assert calls == [6] * 3  # with all conditions, with none, without age
     assert (s.metadata["condition_guidance"] == "age=1.5").all()

@@ -261,7 +261,7 @@ class DiffusionGenerator(Generator):
 
     @condition_guidance.setter
     def condition_guidance(self, value: Mapping[str, float]) -> None:
-        groups = [g for g, _, _ in self._group_slices]
+        groups = self.guidable_conditions
         if not isinstance(value, Mapping):
             raise ConditionError(f"condition_guidance must be a mapping such as {{'age': 3.0}}, got {value!r}.")
         out = {}
@@ -769,13 +769,13 @@ def train_diffusion(
         "epochs": round(step * bs / n, 2), "time_seconds": round(seconds, 1), "machine": machine_description(),
         "torch_threads": int(torch.get_num_threads()), "loss_history": history,
     }
-    # totals over every run that shaped the weights (one run: the run itself)
-    training["total_time_seconds"], training["total_steps"] = round(seconds, 1), int(step)
+    stages = []
     if previous:
         previous.pop("previous_stages", None)
-        training["previous_stages"] = [previous] + list((init_from.card.get("training") or {}).get("previous_stages", []))
-        training["total_time_seconds"] = round(seconds + sum(float(p.get("time_seconds", 0)) for p in training["previous_stages"]), 1)
-        training["total_steps"] = int(step + sum(int(p.get("steps", 0)) for p in training["previous_stages"]))
+        stages = training["previous_stages"] = [previous] + list((init_from.card.get("training") or {}).get("previous_stages", []))
+    # totals over every run that shaped the weights (one run: the run itself)
+    training["total_time_seconds"] = round(seconds + sum(float(p.get("time_seconds", 0)) for p in stages), 1)
+    training["total_steps"] = int(step + sum(int(p.get("steps", 0)) for p in stages))
     card = _make_card(name, cfg, schema, clip, training_data, training, {})
     model = DiffusionGenerator(card, ema, clip)
     train_diffusion.last_model = model
