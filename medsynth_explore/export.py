@@ -13,8 +13,11 @@ workers) into a folder::
                                    per-shard seeds, package version, every file
                                    with its SHA-256 and size, counts
 
-:func:`medsynth_explore.data.load_dataset` reads the folder back and
-:func:`verify` checks it against its manifest.
+:func:`medsynth_explore.data.load_dataset` reads the folder back,
+:func:`read_manifest` and :func:`read_shard` (from
+:mod:`medsynth_explore.shards`, which export shares with
+:mod:`medsynth_explore.scale`) read it shard by shard, and :func:`verify`
+checks it against its manifest.
 
 Robustness: every file is written to a temporary name and renamed into
 place. A shard counts as complete once a record of it (with the hashes of
@@ -36,19 +39,25 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from .errors import CancelledError, DataError
-from .scale import (
+from .shards import (
     DEFAULT_SHARD_SIZE,
-    _check_int,
-    _ClientScope,
-    _remote_ref,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    ClientScope,
+    ProgressCallback,
+    check_int,
     conditions_table,
     plan_shards,
+    read_manifest,
+    read_shard,
+    remote_ref,
     resolve_generator,
     run_shards,
     sample_shard,
@@ -58,17 +67,12 @@ from .scale import (
 
 __all__ = ["export", "verify", "VerifyResult", "read_manifest", "read_shard", "read_png_labels", "DIGITAL_SOURCE_TYPE"]
 
-FORMAT = "medsynth-synthetic-dataset"
-FORMAT_VERSION = 1
 #: IPTC digital source type of images made by a trained model.
 DIGITAL_SOURCE_TYPE = "trainedAlgorithmicMedia"
 DIGITAL_SOURCE_TYPE_URI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 PROGRESS_DIR = ".progress"
-MANIFEST = "manifest.json"
 _TMP_SUFFIX = ".tmp"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-ProgressCallback = Callable[[int, int], Any]
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -360,7 +364,7 @@ def export(
         Text prompt for text-conditioned models.
     seed : int
         Seed of the run; shard ``k`` is sampled with
-        :func:`medsynth_explore.scale.shard_seed` ``(seed, k)``, so the same
+        :func:`medsynth_explore.shards.shard_seed` ``(seed, k)``, so the same
         seed and shard size give the same files whatever the workers.
     steps, guidance : optional
         Sampler settings passed to ``generator.sample``.
@@ -403,9 +407,9 @@ def export(
     >>> len(load_dataset(out)), verify(out).ok
     (5, True)
     """
-    n = _check_int(n, "n", 1)
-    seed = _check_int(seed, "seed", 0)
-    shard_size = _check_int(shard_size, "shard_size", 1)
+    n = check_int(n, "n", 1)
+    seed = check_int(seed, "seed", 0)
+    shard_size = check_int(shard_size, "shard_size", 1)
     table = conditions_table(conditions, n)
     gen = resolve_generator(generator)
     gen_ref = str(generator) if isinstance(generator, (str, Path)) else gen
@@ -447,8 +451,8 @@ def export(
     def progress(done: int, total: int) -> Any:
         return None if callback is None else callback(already + done, n)
 
-    with _ClientScope(client) as cl:
-        ref = gen_ref if isinstance(gen_ref, str) else _remote_ref(gen_ref, cl)
+    with ClientScope(client) as cl:
+        ref = gen_ref if isinstance(gen_ref, str) else remote_ref(gen_ref, cl)
         args = [
             (ref, str(folder), token, k, shards[k][0], shards[k][1], seeds[k],
              shard_conditions(table, *shards[k]), settings)
@@ -565,82 +569,6 @@ def _finish(folder: Path, records: list[dict], gen_name: str, sha: Any, card: Ma
     if shards_dir.is_dir() and not any(shards_dir.iterdir()):
         shards_dir.rmdir()
     _remove_temporaries(folder)
-
-
-# --------------------------------------------------------------------------- reading
-def read_manifest(out: Any) -> dict:
-    """The parsed ``manifest.json`` of an export folder.
-
-    Raises
-    ------
-    DataError
-        When the folder or its manifest is missing or not valid JSON.
-
-    Examples
-    --------
-    >>> try:
-    ...     read_manifest("/nonexistent")
-    ... except DataError as exc:
-    ...     print("no manifest.json" in str(exc))
-    True
-    """
-    folder = Path(out).expanduser()
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{str(folder)!r} has no manifest.json; it is not a finished export (run export() again to resume).")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{str(path)!r} is not a medsynth export manifest (format={manifest.get('format')!r}).")
-    return manifest
-
-
-def read_shard(out: Any, index: int) -> Any:
-    """Images and metadata of one shard of an export folder, as an ImageSet.
-
-    Reads the shard's NPZ when the export wrote one, else its PNG files.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from medsynth_explore.data import ImageSet
-    >>> class Flat:
-    ...     name, sha256, card = "flat", "0" * 64, {}
-    ...     def sample(self, n, **kw): return ImageSet(np.full((n, 1, 4, 4), 0.5, np.float32))
-    >>> out = export(Flat(), 3, tempfile.mkdtemp() + "/x", shard_size=2, npz=True)
-    >>> len(read_shard(out, 1))
-    1
-    """
-    from .data import ImageSet
-    from .data.io import _pil_to_array
-
-    folder = Path(out).expanduser()
-    manifest = read_manifest(folder)
-    shards = {int(s["index"]): s for s in manifest["shards"]}
-    if index not in shards:
-        raise DataError(f"{str(folder)!r} has shards 0..{len(shards) - 1}; no shard {index}.")
-    s = shards[index]
-    start, count = int(s["start"]), int(s["count"])
-    meta = pd.read_csv(folder / "metadata.csv").iloc[start : start + count].reset_index(drop=True)
-    scale = float(manifest["image"]["scale"])
-    npz_files = [f for f in s["files"] if f.endswith(".npz")]
-    if npz_files:
-        with np.load(folder / npz_files[0], allow_pickle=False) as z:
-            images = z["images"].astype(np.float32) / np.float32(scale)
-    else:
-        from PIL import Image
-
-        arrays = []
-        for f in meta["filename"]:
-            with Image.open(folder / f) as im:
-                a = _pil_to_array(im)
-            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        images = np.stack(arrays)
-    prov = {"source": "export", "path": str(folder), "shard": index, "shard_seed": s["seed"],
-            "generator": manifest["generator"]["name"], "checkpoint_sha256": manifest["generator"]["checkpoint_sha256"]}
-    return ImageSet(images, meta, prov)
 
 
 # --------------------------------------------------------------------------- verify
@@ -772,3 +700,9 @@ def verify(out: Any, check_labels: bool = True) -> VerifyResult:
                 res.unlabelled.append(name)
     res.ok = not (res.missing or res.altered or res.extra or res.unlabelled or res.problems)
     return res
+
+
+# ``medsynth_explore.export`` is this module, in every import order; calling it calls export().
+from ._callable import make_callable  # noqa: E402
+
+make_callable(__name__, export)

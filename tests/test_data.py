@@ -242,3 +242,99 @@ def test_dicom_errors(tmp_path):
     (tmp_path / "b.dcm").write_bytes(raw[: len(raw) - 100])
     with pytest.raises(DataError, match="corrupt, truncated"):
         load_dataset(tmp_path)
+
+
+# --------------------------------------------------------------------------- the data set registry
+@pytest.fixture
+def registry_entries(monkeypatch):
+    """Register freely in a test: the registry's tables are restored afterwards."""
+    from medsynth_explore.data import registry
+
+    registry.is_registered("phantomcxr")  # discover the entry points first, so they are part of what is restored
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    monkeypatch.setattr(registry, "_NAMES", dict(registry._NAMES))
+    return registry
+
+
+def _flat(n: int = 2, value: float = 0.5) -> ImageSet:
+    """Flat grey test images."""
+    return ImageSet(np.full((n, 1, 4, 4), value, np.float32), provenance={"source": "flat"})
+
+
+def test_registered_data_set_loads_by_name_and_alias_case_insensitive(registry_entries):
+    from medsynth_explore.data import list_datasets, register_dataset
+
+    assert register_dataset("Flat-Test", _flat, aliases=("flat-alias",)) is _flat
+    assert load_dataset("flat-test", n=3).shape == (3, 1, 4, 4)
+    assert float(load_dataset("FLAT-ALIAS", value=0.25).images.max()) == 0.25
+    row = list_datasets().set_index("name").loc["flat-test"]
+    assert row["aliases"] == "flat-alias" and row["description"] == "Flat grey test images."
+    assert row["loader"].endswith(":_flat")
+    with pytest.raises(DataError, match="'flat-test' \\(alias 'flat-alias'\\)"):
+        load_dataset("no-such-data-set")
+
+
+def test_register_rejects_taken_names_unless_replaced(registry_entries):
+    from medsynth_explore.data import register_dataset, unregister_dataset
+
+    register_dataset("flat-test", _flat, aliases=("flat-alias",))
+    register_dataset("flat-test", _flat, aliases=("flat-alias",))  # the same loader again: fine (e.g. a reload)
+    with pytest.raises(DataError, match="'phantom' is taken by 'phantomcxr'"):
+        register_dataset("other", lambda: _flat(), aliases=("phantom",))
+    with pytest.raises(DataError, match="must be callable"):
+        register_dataset("broken", "not a function")
+    with pytest.raises(DataError, match="non-empty string"):
+        register_dataset("  ", _flat)
+
+    def half() -> ImageSet:
+        return _flat(1, 0.5)
+
+    register_dataset("half", half, aliases=("flat-alias",), replace=True)  # the alias moves over
+    assert registry_entries.dataset_loader("flat-alias") is half
+    assert registry_entries.dataset_loader("flat-test") is _flat
+    unregister_dataset("flat-alias")  # by alias: the whole data set goes
+    assert not registry_entries.is_registered("half") and registry_entries.is_registered("flat-test")
+
+
+def test_loader_must_return_an_image_set(registry_entries):
+    registry_entries.register_dataset("not-images", lambda: np.zeros((2, 1, 4, 4)))
+    with pytest.raises(DataError, match="returned ndarray, not an ImageSet"):
+        load_dataset("not-images")
+
+
+def test_names_win_over_folders_of_the_same_name(registry_entries, tmp_path, monkeypatch):
+    ImageSet(np.zeros((5, 1, 8, 8), np.float32)).to_folder(tmp_path / "flat-test")
+    monkeypatch.chdir(tmp_path)
+    assert load_dataset("flat-test").shape == (5, 1, 8, 8)  # a folder while the name is free
+    registry_entries.register_dataset("flat-test", _flat)
+    assert load_dataset("flat-test").shape == (2, 1, 4, 4)
+    assert load_dataset("./flat-test").shape == (5, 1, 8, 8)  # a path is still a path
+
+
+def test_phantomcxr_is_found_through_its_entry_point_without_importing_phantom():
+    """The data layer does not import phantom; the entry point in pyproject.toml leads the registry there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from medsynth_explore.data import load_dataset, list_datasets\n"
+        "assert 'medsynth_explore.phantom' not in sys.modules\n"
+        "ds = load_dataset('phantomcxr', n=3, size=32, cache=False)\n"
+        "print(ds.shape, ds.provenance['source'], list_datasets()['name'].tolist())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr + "\n(stale package metadata? run: pip install -e . --no-deps)"
+    assert "(3, 1, 32, 32) phantomcxr" in res.stdout and "'phantomcxr'" in res.stdout
+
+
+def test_a_broken_plugin_warns_and_the_rest_still_works(registry_entries, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    name = registry_entries.ENTRY_POINT_GROUP
+    eps = [EntryPoint("broken", "medsynth_explore_no_such_module", name), EntryPoint("flatfn", f"{__name__}:_flat", name)]
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: eps if group == name else [])
+    monkeypatch.setattr(registry_entries, "_DISCOVERED", False)
+    with pytest.warns(RuntimeWarning, match="could not load data set plugin 'broken'"):
+        assert registry_entries.is_registered("flatfn")  # a "module:function" entry point registers the function
+    assert load_dataset("flatfn", n=1).shape == (1, 1, 4, 4)

@@ -312,3 +312,50 @@ def test_builtin_physics_generator_by_name(tmp_path):
     first = gen.sample(2, conditions={"sex": "F", "findings": ["effusion"]}, seed=shard_seed(1, 0)).images
     np.testing.assert_array_equal(ds.images[:2], _quantised(first))
     assert verify(out).ok
+
+
+# --------------------------------------------------------------------------- the shard module export and scale share
+def test_export_and_scale_share_one_shard_module(tmp_path):
+    from medsynth_explore import export as export_module
+    from medsynth_explore import scale, shards
+
+    shared = ("DEFAULT_SHARD_SIZE", "shard_seed", "plan_shards", "get_client", "run_shards", "conditions_table",
+              "shard_conditions", "sample_shard", "resolve_generator", "read_manifest", "read_shard")
+    for name in shared:
+        assert getattr(scale, name) is getattr(shards, name), name
+    for name in ("read_manifest", "read_shard", "DEFAULT_SHARD_SIZE", "FORMAT", "MANIFEST"):
+        assert getattr(export_module, name) is getattr(shards, name), name
+    # the former private names of scale stay importable
+    assert (scale._check_int, scale._ClientScope, scale._remote_ref) == (shards.check_int, shards.ClientScope, shards.remote_ref)
+    out = export(NoiseGenerator(), 5, tmp_path / "x", shard_size=2, seed=4)
+    manifest = shards.read_manifest(out)
+    assert [s["seed"] for s in manifest["shards"]] == [shards.shard_seed(4, k) for k in range(3)]
+    assert len(shards.read_shard(out, 2)) == 1
+
+
+def test_shard_helpers_check_their_input():
+    from medsynth_explore.shards import ClientScope, check_int, conditions_table, resolve_encoder
+
+    assert check_int(np.int32(4), "n", 1) == 4
+    with pytest.raises(DataError, match="n must be an integer, got True"):
+        check_int(True, "n", 1)
+    with pytest.raises(DataError, match="one row per image"):
+        conditions_table([{"age": 40}], 2)
+    with pytest.raises(DataError, match="one dict per image"):
+        conditions_table([{"age": 40}, 3], 2)
+
+    class Client:  # a client given by the caller is used, and left open
+        closed = False
+
+        def submit(self, *args, **kwargs): ...
+
+        def close(self):
+            self.closed = True
+
+    given = Client()
+    with ClientScope(given) as client:
+        assert client is given
+    assert not given.closed
+    enc = resolve_encoder("pixels", {"size": 4})
+    assert enc is resolve_encoder("pixels", {"size": 4}) and enc is not resolve_encoder("pixels", {"size": 8})
+    assert resolve_encoder(enc) is enc

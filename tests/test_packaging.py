@@ -57,3 +57,21 @@ def test_binder_installs_the_package():
 def test_console_script_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert meta["scripts"]["medsynth"] == "medsynth_explore.cli:main"
+
+
+def test_builtin_data_sets_are_declared_as_entry_points_and_installed():
+    """``load_dataset("phantomcxr")`` finds the phantom package through this entry point (the data layer never imports it)."""
+    from importlib.metadata import entry_points
+
+    from medsynth_explore.data.registry import ENTRY_POINT_GROUP
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = meta["entry-points"][ENTRY_POINT_GROUP]
+    assert declared == {"phantomcxr": "medsynth_explore.phantom.dataset"}
+    for value in declared.values():
+        assert (ROOT / (value.split(":")[0].replace(".", "/") + ".py")).is_file(), value
+    installed = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert installed.items() >= declared.items(), (
+        f"the installed package metadata declares {installed}, pyproject.toml {declared}: "
+        "reinstall (pip install -e . --no-deps) after changing entry points"
+    )

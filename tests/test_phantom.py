@@ -315,3 +315,35 @@ def test_reports_agree_with_labels():
             assert row["effusion_side"] in low
         if row["pneumothorax"] == 1:
             assert row["pneumothorax_side"] in low
+
+
+# ---------------------------------------------------------------------------- the built-in data set
+def test_phantomcxr_data_set_is_cached_keyed_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    from medsynth_explore.data import load_dataset
+    from medsynth_explore.phantom import load_phantomcxr
+
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path))
+    ds = load_dataset("phantomcxr", n=6, size=32, seed=2)
+    ref = simulate(6, seed=2, size=32)
+    np.testing.assert_array_equal(ds.images, ref.images)
+    entries = list((tmp_path / "phantomcxr").iterdir())
+    assert len(entries) == 1 and {p.name for p in entries[0].iterdir()} == {"images.npz", "metadata.csv", "provenance.json"}
+    again = load_phantomcxr(n=6, size=32, seed=2)  # from the cache
+    np.testing.assert_array_equal(again.images, ref.images)
+    assert again.metadata["report"].tolist() == ref.metadata["report"].tolist()
+    load_dataset("phantom", n=6, size=32, seed=3)  # the alias; another seed is another entry
+    assert len(list((tmp_path / "phantomcxr").iterdir())) == 2
+    np.savez(entries[0] / "images.npz", images=np.zeros_like(ref.images))  # damaged: no longer matches its hash
+    np.testing.assert_array_equal(load_phantomcxr(n=6, size=32, seed=2).images, ref.images)
+    load_phantomcxr(n=2, size=32, cache=False)
+    assert len(list((tmp_path / "phantomcxr").iterdir())) == 2
+
+
+def test_phantomcxr_is_registered_by_the_phantom_package():
+    from medsynth_explore.data import list_datasets
+    from medsynth_explore.data.registry import dataset_loader
+    from medsynth_explore.phantom import load_phantomcxr
+
+    assert dataset_loader("PhantomCXR") is load_phantomcxr and dataset_loader("phantom") is load_phantomcxr
+    row = list_datasets().set_index("name").loc["phantomcxr"]
+    assert row["aliases"] == "phantom" and row["loader"] == "medsynth_explore.phantom.dataset:load_phantomcxr"

@@ -279,6 +279,6 @@ class ImageSet:
         :func:`medsynth_explore.load_dataset` reads the folder back. With
         ``bits=16`` images quantised to 16 bits round-trip exactly.
         """
-        from .io import write_folder
+        from .folder import write_folder
 
         return write_folder(self, path, bits=bits, overwrite=overwrite)

@@ -1,8 +1,10 @@
-"""Reading and writing image sets: folders, MedMNIST ``.npz``, DICOM, the built-in PhantomCXR.
+"""Reading and writing image sets: folders, MedMNIST ``.npz``, DICOM; named data sets through the registry.
 
 Every loader returns an :class:`~medsynth_explore.data.ImageSet` and raises a
 :class:`~medsynth_explore.errors.DataError` that names the file and the fix for
-input a user can get wrong.
+input a user can get wrong. Named data sets (the built-in ``"phantomcxr"``,
+plugins) are looked up in :mod:`medsynth_explore.data.registry`; their loaders
+live in their own modules (PhantomCXR: :mod:`medsynth_explore.phantom.dataset`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .imageset import ImageSet, hash_array
+from .folder import write_folder
+from .imageset import ImageSet
+from .registry import dataset_loader, is_registered, registered_names_hint
 
 __all__ = ["load_dataset", "write_folder", "read_folder", "read_medmnist", "read_dicom_folder", "cache_dir"]
 
@@ -35,13 +37,16 @@ def cache_dir() -> Path:
 
 # --------------------------------------------------------------------------- dispatch
 def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
-    """Load an image set from a built-in name, a folder or a file.
+    """Load an image set from a registered name, a folder or a file.
 
     Parameters
     ----------
     source : str or path-like
-        * ``"phantomcxr"``: the built-in simulator, with a fixed seed, cached on
-          disk. Keywords: ``n`` (default 2000), ``size`` (64), ``seed`` (0),
+        * a registered data set name (:func:`~medsynth_explore.data.list_datasets`;
+          names win over folders of the same name), e.g. ``"phantomcxr"``
+          (alias ``"phantom"``): the built-in simulator with a fixed seed,
+          cached on disk (:func:`medsynth_explore.phantom.load_phantomcxr`).
+          Keywords: ``n`` (default 2000), ``size`` (64), ``seed`` (0),
           ``population`` (a :class:`~medsynth_explore.phantom.Population`),
           ``cache`` (True).
         * a folder with ``metadata.csv`` (a filename column plus any attributes)
@@ -62,7 +67,8 @@ def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
     Raises
     ------
     DataError
-        Missing path, unreadable or truncated file, missing columns or arrays,
+        Missing path or unknown name (the message lists the registered
+        names), unreadable or truncated file, missing columns or arrays,
         mixed image sizes.
 
     Examples
@@ -76,11 +82,14 @@ def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
     """
     if isinstance(source, ImageSet):
         return source
-    if isinstance(source, str) and source.lower() in ("phantomcxr", "phantom"):
-        return load_phantomcxr(**kwargs)
+    if is_registered(source):
+        data = dataset_loader(source)(**kwargs)
+        if not isinstance(data, ImageSet):
+            raise DataError(f"the loader of data set {source!r} returned {type(data).__name__}, not an ImageSet.")
+        return data
     path = Path(source).expanduser()
     if not path.exists():
-        hint = " Built-in data sets: 'phantomcxr'." if isinstance(source, str) and os.sep not in source else ""
+        hint = f" {registered_names_hint()}" if isinstance(source, str) and os.sep not in source else ""
         raise DataError(f"no such file or folder: {str(path)!r}.{hint}")
     if path.is_file():
         if path.suffix.lower() == ".npz":
@@ -100,109 +109,6 @@ def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
             "(one row per image, any other columns become attributes)."
         )
     raise DataError(f"found no images, metadata.csv or DICOM files in {str(path)!r}.")
-
-
-# --------------------------------------------------------------------------- PhantomCXR
-def load_phantomcxr(n: int = 2000, size: int = 64, seed: int = 0, population: Any = None, cache: bool = True) -> ImageSet:
-    """Simulate PhantomCXR with a fixed seed, caching the result on disk.
-
-    The cache (an uncompressed ``.npz`` without pickles plus a CSV) lives in
-    :func:`cache_dir` and is keyed by the simulator version, ``n``, ``size``,
-    ``seed`` and the population spec.
-    """
-    from .. import phantom
-
-    pop_dict = population.to_dict() if population is not None and hasattr(population, "to_dict") else population
-    key = json.dumps({"v": phantom.__version__, "n": n, "size": size, "seed": seed, "pop": pop_dict}, sort_keys=True, default=str)
-    import hashlib
-
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    folder = cache_dir() / "phantomcxr" / digest
-    if cache and (folder / "images.npz").exists():
-        try:
-            with np.load(folder / "images.npz", allow_pickle=False) as z:
-                images = z["images"]
-            meta = _read_csv(folder / "metadata.csv")
-            prov = json.loads((folder / "provenance.json").read_text())
-            if hash_array(images) == prov.get("content_hash"):
-                return ImageSet(images, meta, prov)
-        except Exception:  # a damaged cache entry is rebuilt below
-            pass
-    ds = phantom.simulate(n, seed=seed, size=size, population=population)
-    if cache:
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure_dir(folder.parent)))
-        np.savez(tmp / "images.npz", images=ds.images)
-        ds.metadata.to_csv(tmp / "metadata.csv", index=False)
-        (tmp / "provenance.json").write_text(json.dumps(ds.provenance, default=str))
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process won the race; its copy is as good
-            shutil.rmtree(tmp, ignore_errors=True)
-    return ds
-
-
-def _ensure_dir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
-# --------------------------------------------------------------------------- folders
-def write_folder(data: ImageSet, path: Any, *, bits: int = 16, overwrite: bool = False, filename_pattern: str = "{:06d}.png") -> Path:
-    """Write ``data`` as PNG images, ``metadata.csv`` and ``provenance.json``.
-
-    Parameters
-    ----------
-    data : ImageSet
-    path : path-like
-        Target folder. It is written in a temporary sibling and renamed into
-        place, so an interrupted write never leaves a half-written folder.
-    bits : {8, 16}
-        PNG bit depth. Images quantised to 16-bit levels (as PhantomCXR makes
-        them) round-trip exactly with ``bits=16``.
-    overwrite : bool
-        Replace an existing folder.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    from PIL import Image
-
-    path = Path(path).expanduser()
-    if bits not in (8, 16):
-        raise DataError(f"bits must be 8 or 16, got {bits}.")
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise DataError(f"{str(path)!r} exists and is not empty; pass overwrite=True (or --overwrite) to replace it.")
-    if data.images.shape[1] not in (1, 3):
-        raise DataError(f"can only write 1- or 3-channel images as PNG, got {data.images.shape[1]} channels.")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=_ensure_dir(path.parent)))
-    try:
-        names = []
-        scale = 65535.0 if bits == 16 else 255.0
-        for i, im in enumerate(data.images):
-            q = np.rint(im * scale)
-            name = filename_pattern.format(i)
-            if im.shape[0] == 1:
-                arr = q[0].astype(np.uint16 if bits == 16 else np.uint8)
-                pil = Image.fromarray(arr)
-            else:
-                if bits == 16:
-                    raise DataError("16-bit PNG supports grey images only; use bits=8 for RGB.")
-                pil = Image.fromarray(q.transpose(1, 2, 0).astype(np.uint8), mode="RGB")
-            pil.save(tmp / name)
-            names.append(name)
-        meta = data.metadata.drop(columns=["filename"], errors="ignore")
-        meta.insert(0, "filename", names)
-        meta.to_csv(tmp / "metadata.csv", index=False)
-        (tmp / "provenance.json").write_text(json.dumps(data.provenance, indent=2, default=str))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
