@@ -25,16 +25,17 @@ import numpy as np
 import pandas as pd
 
 from .errors import MetricError
-from .metrics import cmmd, ct_test, fid, kid, nn_distances, prdc
+from .metrics.registry import MetricEngine, default_outputs, higher_is_better, list_metrics
 from .metrics.subgroups import AGE_BINS, GroupResult, bootstrap_ci, group_labels
 
 __all__ = ["evaluate", "Report", "DEFAULT_METRICS", "PRIVACY_METRICS", "KNOWN_METRICS"]
 
-DEFAULT_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
-PRIVACY_METRICS = ("authenticity", "copy_rate", "ct")
-KNOWN_METRICS = DEFAULT_METRICS + ("kid_std", "cmmd") + PRIVACY_METRICS
-_PRDC = ("precision", "recall", "density", "coverage")
-LOWER_IS_BETTER = {"fid", "kid", "kid_std", "cmmd", "copy_rate"}
+#: Metrics computed when none are named (from the registry's defaults).
+DEFAULT_METRICS = default_outputs(("real", "synthetic"))
+#: Added to the defaults when the training set is given.
+PRIVACY_METRICS = tuple(m for m in default_outputs(("real", "synthetic", "train")) if m not in DEFAULT_METRICS)
+#: Metric values evaluate can compute from feature sets (the registry's, at import; see list_metrics()).
+KNOWN_METRICS = tuple(list_metrics().query("kind != 'external'")["name"])
 TABLE_COLUMNS = ["metric", "group", "value", "ci_low", "ci_high", "n_real", "n_synthetic"]
 
 
@@ -157,7 +158,7 @@ class Report:
             metric,
             float(ov["value"]) if ov is not None else float("nan"),
             bg,
-            metric not in LOWER_IS_BETTER,
+            higher_is_better(metric),
             (float(ov["ci_low"]), float(ov["ci_high"])) if ov is not None else (float("nan"), float("nan")),
         )
 
@@ -242,77 +243,19 @@ class Report:
         return f"Report(encoder={enc!r}, rows={len(self.table)})\n{self.table.to_string(index=False)}"
 
 
-# ---------------------------------------------------------------------------------- engine
-class _Engine:
-    """Computes the chosen metrics on index subsets of the encoded sets."""
-
-    def __init__(self, real, syn, train, metrics, k, kid_subsets, kid_subset_size, seed):
-        self.real, self.syn, self.train = real, syn, train
-        self.metrics, self.k, self.seed = metrics, k, seed
-        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
-        if train is not None and any(m in metrics for m in PRIVACY_METRICS):
-            self.d_syn, self.j_syn = nn_distances(syn, train)
-            if "authenticity" in metrics:
-                self.d_train, _ = nn_distances(train, train, exclude_self=True)
-            if "copy_rate" in metrics:
-                d_held, _ = nn_distances(real, train)
-                self.copy_threshold = float(np.quantile(d_held, 0.01))
-
-    def run(self, ir: np.ndarray, is_: np.ndarray, boot: bool = False, overall: bool = False) -> dict:
-        out: dict = {}
-        r, s = self.real[ir], self.syn[is_]
-        m = self.metrics
-        with warnings.catch_warnings():
-            if boot:
-                warnings.simplefilter("ignore", RuntimeWarning)
-            if "fid" in m:
-                out["fid"] = self._safe(lambda: fid(r, s))
-            if "kid" in m or "kid_std" in m:
-                subsets = max(2, self.kid_subsets // 20) if boot else self.kid_subsets
-                try:
-                    mean, std = kid(r, s, subsets=subsets, subset_size=self.kid_subset_size, seed=self.seed)
-                except MetricError:
-                    mean = std = float("nan")
-                out["kid"], out["kid_std"] = mean, std
-            if "cmmd" in m:
-                out["cmmd"] = self._safe(lambda: cmmd(r, s))
-            if any(x in m for x in _PRDC):
-                if boot:  # duplicated rows would be their own nearest neighbours
-                    r, s = np.unique(r, axis=0), np.unique(s, axis=0)
-                try:
-                    out.update(prdc(r, s, k=self.k))
-                except MetricError:
-                    out.update({x: float("nan") for x in _PRDC})
-            if self.train is not None:
-                if "authenticity" in m:
-                    out["authenticity"] = float(1.0 - (self.d_syn[is_] < self.d_train[self.j_syn[is_]]).mean()) if len(is_) else float("nan")
-                if "copy_rate" in m:
-                    out["copy_rate"] = float((self.d_syn[is_] < self.copy_threshold).mean()) if len(is_) else float("nan")
-                if "ct" in m and overall and not boot:
-                    cells = int(max(1, min(10, len(ir) // 20, len(is_) // 20)))
-                    out["ct"] = self._safe(lambda: ct_test(self.train, r, s, n_cells=cells, seed=self.seed)["ct"])
-        return out
-
-    @staticmethod
-    def _safe(fn: Callable[[], float]) -> float:
-        try:
-            return float(fn())
-        except MetricError:
-            return float("nan")
-
-
+# ---------------------------------------------------------------------------------- groups
 def _run_groups(eng, groups, chosen, n_boot, ci_level, min_group_size, rng, rows) -> None:
     """Fill ``rows`` with each metric's value and bootstrap interval for each group."""
     for g, ir, is_ in groups:
         overall = g == "all"
         small = len(ir) < (2 if overall else min_group_size) or len(is_) < (2 if overall else min_group_size)
-        vals = {} if small else eng.run(ir, is_, overall=overall)
+        vals = {} if small else eng.run(ir, is_, whole=overall)
         reps: dict = {m: [] for m in chosen}
         if n_boot and not small:
             for _ in range(n_boot):
                 br = rng.choice(ir, len(ir), replace=True)
                 bs = rng.choice(is_, len(is_), replace=True)
-                rv = eng.run(br, bs, boot=True)
+                rv = eng.run(br, bs, bootstrap=True)
                 for m in chosen:
                     reps[m].append(rv.get(m, float("nan")))
         for m in chosen:
@@ -354,11 +297,13 @@ def evaluate(
         See :func:`medsynth_explore.features.get_encoder`; default
         :func:`~medsynth_explore.features.default_encoder_name`. Always recorded
         in ``report.provenance["encoder"]``.
-    metrics : list of str, optional
-        From ``fid, kid, kid_std, cmmd, precision, recall, density, coverage,
-        authenticity, copy_rate, ct``. Default: fid, kid, precision, recall,
-        density, coverage, plus authenticity, copy_rate and ct when ``train``
-        is given.
+    metrics : str or list of str, optional
+        Metric values or whole metrics from the registry
+        (:func:`medsynth_explore.metrics.list_metrics`): ``fid, kid, kid_std,
+        cmmd, precision, recall, density, coverage`` (or ``prdc`` for those
+        four), ``fid_inf``, ``relative_fd``, ``authenticity, copy_rate, ct``.
+        Default: fid, kid, precision, recall, density, coverage, plus
+        authenticity, copy_rate and ct when ``train`` is given.
     by : str or list of str, optional
         Metadata columns to break results down by (intersections of several);
         ``"age_group"`` is derived from ``age`` with ``age_bins``.
@@ -434,16 +379,9 @@ def evaluate(
         raise MetricError("metadata must have one row per sample on each side.")
 
     if metrics is None:
-        chosen = list(DEFAULT_METRICS) + (list(PRIVACY_METRICS) if tf is not None else [])
-    else:
-        chosen = [metrics] if isinstance(metrics, str) else list(metrics)
-    unknown = [m for m in chosen if m not in KNOWN_METRICS]
-    if unknown:
-        raise MetricError(f"unknown metric(s) {unknown}; choose from {list(KNOWN_METRICS)}.")
-    if tf is None and any(m in PRIVACY_METRICS for m in chosen):
-        raise MetricError("privacy metrics (authenticity, copy_rate, ct) need train=... (the generator's training set).")
-
-    eng = _Engine(rf, sf, tf, chosen, k, kid_subsets, kid_subset_size, seed)
+        metrics = default_outputs(("real", "synthetic", "train") if tf is not None else ("real", "synthetic"))
+    eng = MetricEngine(metrics, rf, sf, tf, seed=seed, errors="nan", k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
+    chosen = eng.outputs
     rng = np.random.default_rng(seed)
 
     groups = [("all", np.arange(len(rf)), np.arange(len(sf)))]
@@ -492,15 +430,7 @@ def evaluate(
     return Report(table, provenance)
 
 
-class _CallableModule(__import__("types").ModuleType):
-    """Lets ``medsynth_explore.evaluate(...)`` work even after ``import medsynth_explore.evaluate``.
+# ``medsynth_explore.evaluate`` is this module, in every import order; calling it calls evaluate().
+from ._callable import make_callable  # noqa: E402
 
-    Importing the submodule binds the package attribute ``evaluate`` to this
-    module instead of the function; calling the module calls :func:`evaluate`.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Report:
-        return evaluate(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule
+make_callable(__name__, evaluate)

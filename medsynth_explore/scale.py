@@ -1,11 +1,13 @@
 """Shard-wise generation, feature extraction and streaming metrics, locally or on Dask.
 
-Work is cut into shards of a fixed size. Shard ``k`` of a sampling run is
-seeded with :func:`shard_seed` ``(seed, k)``, so the images do not depend on
-how many workers run, or in which order the shards finish. Each shard is one
-task: run in this process when no Dask client is given, or on the workers of
-a ``dask.distributed`` cluster (``client=`` a :class:`distributed.Client` or
-a scheduler address such as ``"tcp://10.0.0.5:8786"``).
+Work is cut into shards of a fixed size (the shard plan, seeds and runner
+live in :mod:`medsynth_explore.shards` and are re-exported here). Shard
+``k`` of a sampling run is seeded with :func:`shard_seed` ``(seed, k)``, so
+the images do not depend on how many workers run, or in which order the
+shards finish. Each shard is one task: run in this process when no Dask
+client is given, or on the workers of a ``dask.distributed`` cluster
+(``client=`` a :class:`distributed.Client` or a scheduler address such as
+``"tcp://10.0.0.5:8786"``).
 
 Results come back in shard order. Streaming metric states are computed per
 shard on the workers and merged here by addition, in shard order, so the
@@ -23,16 +25,31 @@ Examples
 from __future__ import annotations
 
 import copy
-import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
-from .errors import CancelledError, DataError, MedsynthError
+from .errors import DataError
+from .shards import (  # noqa: F401 - the shared shard pieces, re-exported where they were first public
+    DEFAULT_SHARD_SIZE,
+    ClientScope,
+    ProgressCallback,
+    check_int,
+    conditions_table,
+    get_client,
+    plan_shards,
+    read_manifest,
+    read_shard,
+    remote_ref,
+    resolve_encoder,
+    resolve_generator,
+    run_shards,
+    sample_shard,
+    shard_conditions,
+    shard_seed,
+)
 
 __all__ = [
     "DEFAULT_SHARD_SIZE",
@@ -46,291 +63,8 @@ __all__ = [
     "merge_states",
 ]
 
-#: Images per shard (one task) unless told otherwise.
-DEFAULT_SHARD_SIZE = 256
-
-ProgressCallback = Callable[[int, int], Any]
-
-
-# --------------------------------------------------------------------------- seeds and plans
-def shard_seed(seed: int, index: int) -> int:
-    """The seed of shard ``index`` of a run seeded with ``seed``.
-
-    Derived with :class:`numpy.random.SeedSequence` from the pair, so shards
-    get independent streams and the value never depends on worker count or
-    order. The result fits in 32 bits (usable by numpy and torch).
-
-    Parameters
-    ----------
-    seed : int
-        Non-negative seed of the whole run.
-    index : int
-        Shard number, from 0.
-
-    Returns
-    -------
-    int
-
-    Examples
-    --------
-    >>> shard_seed(0, 1) == shard_seed(0, 1), shard_seed(0, 1) == shard_seed(0, 2)
-    (True, False)
-    """
-    seed, index = _check_int(seed, "seed", 0), _check_int(index, "shard index", 0)
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
-
-
-def plan_shards(n: int, shard_size: int = DEFAULT_SHARD_SIZE) -> list[tuple[int, int]]:
-    """``(start, count)`` of each shard when ``n`` items are cut into shards.
-
-    Examples
-    --------
-    >>> plan_shards(5, 2)
-    [(0, 2), (2, 2), (4, 1)]
-    """
-    n = _check_int(n, "n", 1)
-    shard_size = _check_int(shard_size, "shard_size", 1)
-    return [(s, min(shard_size, n - s)) for s in range(0, n, shard_size)]
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise DataError(f"{name} must be an integer, got {value!r}.")
-    if value < minimum:
-        raise DataError(f"{name} must be at least {minimum}, got {value}.")
-    return int(value)
-
-
-# --------------------------------------------------------------------------- clients
-def get_client(client: Any = None) -> Any:
-    """A :class:`distributed.Client` for ``client``, or ``None`` to run locally.
-
-    Parameters
-    ----------
-    client : None, distributed.Client or str
-        ``None`` runs in this process; a client is returned as is; a string is
-        a scheduler address and a new client is connected to it (close it
-        yourself with ``client.close()``).
-
-    Raises
-    ------
-    MedsynthError
-        When dask.distributed is not installed or the scheduler cannot be reached.
-
-    Examples
-    --------
-    >>> get_client(None) is None
-    True
-    """
-    if client is None:
-        return None
-    if isinstance(client, (str, Path)):
-        try:
-            from distributed import Client
-        except ImportError as exc:
-            raise MedsynthError(
-                "running on a Dask cluster needs dask.distributed: pip install 'medsynth-explore[dask]'."
-            ) from exc
-        try:
-            return Client(str(client), timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise MedsynthError(
-                f"cannot connect to the Dask scheduler at {str(client)!r}: {exc}. "
-                "Check the address (e.g. tcp://host:8786) and that the scheduler runs."
-            ) from exc
-    if not hasattr(client, "submit"):
-        raise MedsynthError(
-            f"client must be None, a distributed.Client or a scheduler address string; got {type(client).__name__}."
-        )
-    return client
-
-
-class _ClientScope:
-    """Resolve ``client`` and close it afterwards only when it was made here."""
-
-    def __init__(self, client: Any):
-        self.given = client
-
-    def __enter__(self):
-        self.client = get_client(self.given)
-        self.owned = self.client is not None and self.client is not self.given
-        return self.client
-
-    def __exit__(self, *exc):
-        if self.owned:
-            self.client.close()
-        return False
-
-
-def run_shards(
-    func: Callable[..., Any],
-    arguments: Sequence[tuple],
-    client: Any = None,
-    callback: ProgressCallback | None = None,
-    weights: Sequence[int] | None = None,
-    name: str = "medsynth-shard",
-) -> list:
-    """Call ``func(*args)`` for every tuple in ``arguments``; results in the same order.
-
-    Without a client the calls run here, one after the other. With one, each
-    call is a Dask task; a task lost with a dying worker is run again on
-    another worker by the scheduler, while an exception raised by ``func``
-    stops the run and is raised here.
-
-    Parameters
-    ----------
-    func : callable
-        Must be importable (or picklable) on the workers.
-    arguments : sequence of tuple
-    client : None, distributed.Client or str
-        See :func:`get_client`.
-    callback : callable, optional
-        ``callback(done, total)`` after each finished call, in completion
-        order; ``done`` and ``total`` are sums of ``weights`` (default 1 per
-        call). Return ``False`` to cancel the calls not yet finished.
-    weights : sequence of int, optional
-        Work units of each call (e.g. images per shard) for the callback.
-    name : str
-        Prefix of the Dask task keys (shown on the dashboard).
-
-    Returns
-    -------
-    list
-
-    Raises
-    ------
-    CancelledError
-        When the callback returns ``False``; finished calls have run to the end.
-    MedsynthError
-        When a task failed on several workers in turn (workers dying).
-
-    Examples
-    --------
-    >>> run_shards(pow, [(2, 3), (3, 2)])
-    [8, 9]
-    """
-    arguments = [tuple(a) for a in arguments]
-    weights = [1] * len(arguments) if weights is None else [int(w) for w in weights]
-    if len(weights) != len(arguments):
-        raise DataError(f"weights has {len(weights)} entries for {len(arguments)} calls.")
-    total, done = sum(weights), 0
-    if not arguments:
-        return []
-    with _ClientScope(client) as cl:
-        if cl is None:
-            results = []
-            for args, w in zip(arguments, weights):
-                results.append(func(*args))
-                done += w
-                if callback is not None and callback(done, total) is False:
-                    raise CancelledError(f"cancelled after {len(results)} of {len(arguments)} shards.")
-            return results
-        return _run_on_dask(cl, func, arguments, weights, callback, name)
-
-
-def _run_on_dask(client, func, arguments, weights, callback, name) -> list:
-    from distributed import as_completed
-    from distributed.scheduler import KilledWorker
-
-    import uuid
-
-    token = uuid.uuid4().hex[:10]
-    futures = [
-        client.submit(func, *args, key=f"{name}-{token}-{k:06d}", pure=False, retries=0)
-        for k, args in enumerate(arguments)
-    ]
-    position = {f.key: k for k, f in enumerate(futures)}
-    live = dict(zip(position, futures))
-    del futures
-    results: list = [None] * len(live)
-    total, done, finished = sum(weights), 0, 0
-    try:
-        for fut in as_completed(list(live.values())):
-            k = position[fut.key]
-            try:
-                results[k] = fut.result()
-            except KilledWorker as exc:
-                raise MedsynthError(
-                    f"shard {k} was lost with its worker several times in a row ({exc}); "
-                    "the workers may be running out of memory. Finished shards are kept: fix the cause and run again."
-                ) from exc
-            # Forget the result on the cluster at once: a result still referenced when
-            # its worker dies would be computed again by the scheduler.
-            live.pop(fut.key).release()
-            del fut
-            finished += 1
-            done += weights[k]
-            if callback is not None and callback(done, total) is False:
-                raise CancelledError(f"cancelled after {finished} of {len(results)} shards.")
-    finally:
-        if live:
-            client.cancel(list(live.values()))
-    return results
-
-
-# --------------------------------------------------------------------------- per-process caches
-_CACHE: dict = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _cached(kind: str, ref: Any, kwargs: Mapping | None, build: Callable[[], Any]) -> Any:
-    if not isinstance(ref, str):
-        return ref  # an object, shipped with the task or scattered
-    key = (kind, ref, json.dumps(dict(kwargs or {}), sort_keys=True, default=str))
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = build()
-        return _CACHE[key]
-
-
-def _generator(ref: Any) -> Any:
-    def build():
-        from .generators import load_generator
-
-        return load_generator(ref)
-
-    return _cached("generator", ref, None, build)
-
-
-def _encoder(ref: Any, kwargs: Mapping | None) -> Any:
-    def build():
-        from .features import get_encoder
-
-        return get_encoder(ref, **dict(kwargs or {}))
-
-    return _cached("encoder", ref, kwargs, build)
-
-
-def resolve_generator(generator: Any) -> Any:
-    """A generator object for a name, a path or a generator (returned as is).
-
-    Examples
-    --------
-    >>> class G:
-    ...     name, sha256, card = "g", "0" * 64, {}
-    ...     def sample(self, n, **kw): ...
-    >>> resolve_generator(G()).name
-    'g'
-    """
-    if isinstance(generator, Path):
-        generator = str(generator)
-    if isinstance(generator, str):
-        try:
-            return _generator(generator)
-        except ImportError as exc:
-            raise MedsynthError(f"cannot load generator {generator!r}: medsynth_explore.generators is not available ({exc}).") from exc
-    if not callable(getattr(generator, "sample", None)):
-        raise DataError(
-            f"generator must be a name, a checkpoint path or a Generator with a .sample() method; got {type(generator).__name__}."
-        )
-    return generator
-
-
-def _remote_ref(obj: Any, client: Any) -> Any:
-    """What to pass to tasks for ``obj``: a name as is, an object scattered once to every worker."""
-    if obj is None or isinstance(obj, str) or client is None:
-        return obj
-    return client.scatter(obj, broadcast=True, hash=False)
+# Former private names, kept for code that imported them from here.
+_check_int, _ClientScope, _remote_ref, _encoder = check_int, ClientScope, remote_ref, resolve_encoder
 
 
 # --------------------------------------------------------------------------- sampling shards
@@ -373,68 +107,15 @@ class Sampling:
     guidance: float | None = None
 
 
-def conditions_table(conditions: Any, n: int) -> Any:
-    """Normalise ``conditions``: ``None``, one dict for all, or a DataFrame of ``n`` rows.
-
-    Examples
-    --------
-    >>> conditions_table([{"age": 40}, {"age": 50}], 2).shape
-    (2, 1)
-    """
-    if conditions is None or isinstance(conditions, Mapping):
-        return None if conditions is None else dict(conditions)
-    if isinstance(conditions, (list, tuple)):
-        if not all(isinstance(c, Mapping) for c in conditions):
-            raise DataError("conditions given as a list must hold one dict per image.")
-        conditions = pd.DataFrame(list(conditions))
-    if not isinstance(conditions, pd.DataFrame):
-        raise DataError(
-            f"conditions must be a dict (same for every image), a DataFrame or a list of dicts (one per image); got {type(conditions).__name__}."
-        )
-    if len(conditions) != n:
-        raise DataError(f"conditions has {len(conditions)} rows but n={n}; give one row per image or a single dict.")
-    return conditions.reset_index(drop=True)
-
-
-def shard_conditions(table: Any, start: int, count: int) -> Any:
-    """The conditions of images ``start .. start+count`` (a dict is shared by all)."""
-    if isinstance(table, pd.DataFrame):
-        return table.iloc[start : start + count].reset_index(drop=True)
-    return table
-
-
-def sample_shard(generator: Any, count: int, seed: int, conditions: Any = None, prompt: Any = None,
-                 steps: Any = None, guidance: Any = None, callback: ProgressCallback | None = None) -> Any:
-    """Sample one shard of ``count`` images and check what came back.
-
-    Examples
-    --------
-    >>> from medsynth_explore.data import ImageSet
-    >>> class G:
-    ...     name, sha256, card = "g", "0" * 64, {}
-    ...     def sample(self, n, seed=None, **kw):
-    ...         return ImageSet(np.random.default_rng(seed).random((n, 1, 4, 4), np.float32))
-    >>> len(sample_shard(G(), 3, seed=1))
-    3
-    """
-    gen = resolve_generator(generator)
-    out = gen.sample(count, conditions=conditions, prompt=prompt, seed=seed, steps=steps, guidance=guidance, callback=callback)
-    if not hasattr(out, "images") or not hasattr(out, "metadata"):
-        raise MedsynthError(f"generator {getattr(gen, 'name', gen)!r} returned {type(out).__name__}, not an ImageSet.")
-    if len(out) != count:
-        raise MedsynthError(f"generator {getattr(gen, 'name', gen)!r} returned {len(out)} images when {count} were asked for.")
-    return out
-
-
 # --------------------------------------------------------------------------- sources -> shard specs
 def _source_specs(source: Any, shard_size: int, client: Any) -> tuple[list[tuple], list[int]]:
     """Cut a data source into shard specs ``(kind, ...)`` a worker can turn into images, and their sizes."""
     from .data import ImageSet, as_image_array
 
     if isinstance(source, Sampling):
-        n = _check_int(source.n, "n", 1)
+        n = check_int(source.n, "n", 1)
         table = conditions_table(source.conditions, n)
-        gen_ref = source.generator if isinstance(source.generator, (str, Path)) else _remote_ref(source.generator, client)
+        gen_ref = source.generator if isinstance(source.generator, (str, Path)) else remote_ref(source.generator, client)
         if isinstance(gen_ref, Path):
             gen_ref = str(gen_ref)
         plan = plan_shards(n, shard_size)
@@ -447,8 +128,6 @@ def _source_specs(source: Any, shard_size: int, client: Any) -> tuple[list[tuple
     if isinstance(source, (str, Path)):
         folder = Path(source).expanduser().resolve()
         if (folder / "manifest.json").is_file():
-            from .export import read_manifest
-
             manifest = read_manifest(folder)
             shards = manifest["shards"]
             return [("export", str(folder), int(s["index"])) for s in shards], [int(s["count"]) for s in shards]
@@ -473,8 +152,6 @@ def _shard_images(spec: tuple) -> np.ndarray:
     if kind == "array":
         return spec[1]
     if kind == "export":
-        from .export import read_shard
-
         return read_shard(spec[1], spec[2]).images
     if kind == "sample":
         _, gen_ref, count, seed, cond, prompt, steps, guidance = spec
@@ -483,19 +160,15 @@ def _shard_images(spec: tuple) -> np.ndarray:
 
 
 def _resolve_metric(metric: Any) -> Callable[[], Any]:
-    """A factory of fresh accumulators for a name, a class/factory or an accumulator instance."""
+    """A factory of fresh accumulators for a registered metric name, a class/factory or an accumulator instance."""
     if isinstance(metric, str):
-        from . import metrics as metric_module
+        from .errors import MetricError
+        from .metrics.registry import streaming_class
 
-        names = {n.lower(): n for n in dir(metric_module)}
-        for cand in (f"streaming{metric}", metric):
-            attr = names.get(cand.lower().replace("-", "").replace("_", ""))
-            obj = getattr(metric_module, attr, None) if attr else None
-            if isinstance(obj, type) and hasattr(obj, "update"):
-                return obj
-        raise DataError(
-            f"unknown streaming metric {metric!r}; use e.g. 'fid', 'kid' or a class such as medsynth_explore.metrics.StreamingFID."
-        )
+        try:
+            return streaming_class(metric)
+        except MetricError as exc:
+            raise DataError(f"{exc} Give a registered metric name (e.g. 'fid', 'kid', 'prdc') or an accumulator class.") from exc
     if hasattr(metric, "update") and not isinstance(metric, type):
         template = copy.deepcopy(metric)
         if hasattr(template, "reset"):
@@ -535,7 +208,7 @@ def merge_states(states: Iterable[Any]) -> Any:
 def _encode_task(spec: tuple, enc_ref: Any, enc_kwargs: Mapping | None, batch_size: Any,
                  factories: Mapping | None, real: Any, want_features: bool):
     images = _shard_images(spec)
-    enc = _encoder(enc_ref, enc_kwargs)
+    enc = resolve_encoder(enc_ref, enc_kwargs)
     feats = np.asarray(enc.encode(images, batch_size=batch_size), dtype=np.float32)
     states = None
     if factories:
@@ -594,10 +267,10 @@ def distributed_features(
     >>> bool(np.array_equal(f, x.reshape(6, -1)))
     True
     """
-    shard_size = _check_int(shard_size, "shard_size", 1)
-    with _ClientScope(client) as cl:
+    shard_size = check_int(shard_size, "shard_size", 1)
+    with ClientScope(client) as cl:
         specs, weights = _source_specs(data, shard_size, cl)
-        enc_ref = _remote_ref(encoder, cl) if not isinstance(encoder, str) else encoder
+        enc_ref = remote_ref(encoder, cl) if not isinstance(encoder, str) else encoder
         results = run_shards(
             _encode_task,
             [(s, enc_ref, encoder_kwargs, batch_size, None, None, True) for s in specs],
@@ -630,7 +303,7 @@ def distributed_metric_state(
     ----------
     metrics : accumulator class, instance, name, or dict name -> any of these
         E.g. ``medsynth_explore.metrics.StreamingFID``; a name is looked up
-        in :mod:`medsynth_explore.metrics`. An instance serves as a template
+        in the metric registry (:func:`medsynth_explore.metrics.list_metrics`). An instance serves as a template
         (copied and reset).
     real, fake : data source, optional
         Anything :func:`distributed_features` accepts; at least one.
@@ -658,10 +331,10 @@ def distributed_metric_state(
         raise DataError("give real and/or fake images to compute metric states on.")
     single = not isinstance(metrics, Mapping)
     factories = {"_": _resolve_metric(metrics)} if single else {k: _resolve_metric(v) for k, v in metrics.items()}
-    shard_size = _check_int(shard_size, "shard_size", 1)
-    with _ClientScope(client) as cl:
+    shard_size = check_int(shard_size, "shard_size", 1)
+    with ClientScope(client) as cl:
         tasks, weights, sides = [], [], []
-        enc_ref = _remote_ref(encoder, cl) if not isinstance(encoder, str) else encoder
+        enc_ref = remote_ref(encoder, cl) if not isinstance(encoder, str) else encoder
         for side, source in (("real", real), ("fake", fake)):
             if source is None:
                 continue

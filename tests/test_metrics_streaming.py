@@ -109,3 +109,73 @@ def test_streaming_fid_incremental_congruence_after_many_batches():
     assert values[-1] == pytest.approx(M.fid(real, fake), rel=1e-9)
     s.update(real[:10], real=True)  # a real batch invalidates the cache
     assert s.compute() == pytest.approx(M.fid(np.concatenate([real, real[:10]]), fake), rel=1e-9)
+
+
+def test_a_state_declared_once_gets_reset_merge_add_and_copy():
+    class Moments(M.StreamingMetric):
+        outputs = ("mean_real", "n_synthetic")
+        settings = ("scale",)
+
+        def __init__(self, scale=1.0):
+            self.scale = scale
+            super().__init__()
+            self.add_state("real_sum", default=0.0, merge="sum")
+            self.add_state("real_n", default=0, merge="sum")
+            self.add_state("fake", merge="cat")
+            self.add_cache("_mean")
+
+        def update(self, features, real):
+            x = self._check(features)
+            if real:
+                self.real_sum += float(x.sum()) * self.scale
+                self.real_n += x.size
+                self._mean = None
+            else:
+                self.fake.append(x)
+
+        def compute(self):
+            if self._mean is None:
+                self._mean = self.real_sum / self.real_n
+            return self._mean, self.fake.n
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 3)), rng.normal(size=(4, 3))
+    a, b = Moments(), Moments()
+    a.update(x[:6], True); a.update(y[:1], False)
+    b.update(x[6:], True); b.update(y[1:], False)
+    assert a.compute()[0] == pytest.approx(x[:6].mean())  # fills the cache
+    total = a + b
+    assert total.values() == {"mean_real": pytest.approx(x.mean()), "n_synthetic": 4}
+    assert a.values()["n_synthetic"] == 1 and a.real_n == 18  # + left the parts alone
+    a.merge(b)
+    assert a.compute()[0] == pytest.approx(x.mean())  # merging cleared the stale cache
+    c = a.copy()
+    c.reset()
+    assert c.real_n == 0 and c.fake.n == 0 and c.dim is None and a.fake.n == 4
+    with pytest.raises(MetricError, match="same settings; they differ in scale"):
+        Moments(scale=2.0).merge(Moments())
+    with pytest.raises(MetricError, match="cannot merge a StreamingFID"):
+        Moments().merge(M.StreamingFID())
+    d = Moments(); d.update(np.zeros((2, 5)), True)
+    with pytest.raises(MetricError, match="5- and 3-dimensional"):
+        d.merge(b)
+    with pytest.raises(MetricError, match="unknown merge rule"):
+        Moments().add_state("z", 0, merge="max")
+
+
+def test_kernel_sums_are_rebuilt_after_a_merge_and_a_reset():
+    real, fake = _data(6, n=90)
+    a = _feed(M.StreamingKID(n_blocks=3, full=True), real[:40], fake[:30])
+    b = _feed(M.StreamingKID(n_blocks=3, full=True), real[40:], fake[30:])
+    merged = a + b
+    assert merged.kxx is None  # the cache is rebuilt on demand from the held features
+    full = M.mmd2_unbiased(M.poly_kernel(real, real), M.poly_kernel(real, fake), M.poly_kernel(fake, fake))
+    assert merged.compute_full() == pytest.approx(full, rel=1e-9)
+    merged.update(fake[:5], real=False)  # and then kept up to date incrementally
+    f2 = np.concatenate([fake, fake[:5]])
+    assert merged.compute_full() == pytest.approx(
+        M.mmd2_unbiased(M.poly_kernel(real, real), M.poly_kernel(real, f2), M.poly_kernel(f2, f2)), rel=1e-9)
+    merged.reset()
+    assert merged.n == {True: 0, False: 0}
+    with pytest.raises(MetricError, match="blocks needs 2 samples"):
+        merged.compute()

@@ -1,9 +1,11 @@
-"""Metrics on features and images: pure functions plus streaming accumulators.
+"""Metrics on features and images: pure functions, streaming accumulators and one registry.
 
 Distribution metrics take feature arrays (N, D) (see
 :mod:`medsynth_explore.features`); paired image metrics take images.
 Every function raises :class:`~medsynth_explore.errors.MetricError` for input
-it cannot be computed on.
+it cannot be computed on. Each metric is declared once in
+:mod:`~medsynth_explore.metrics.registry` (name, function, outputs and their
+direction, needs, streaming state); :func:`list_metrics` shows them all.
 """
 
 from .cas import cas
@@ -13,7 +15,21 @@ from .kernel import cmmd, kid, kid_subset_indices, mmd2_biased, mmd2_unbiased, p
 from .prdc import knn_radii, prdc
 from .privacy import authenticity, copy_rate, ct_test, nn_distances, privacy_report
 from .scores import clip_score, inception_score
-from .streaming import StreamingCMMD, StreamingFID, StreamingKID, StreamingPRDC
+from .registry import (
+    Metric,
+    MetricEngine,
+    MetricInputs,
+    Output,
+    compute_metrics,
+    get_metric,
+    higher_is_better,
+    list_metrics,
+    register_metric,
+    resolve,
+    streaming_state,
+    unregister_metric,
+)
+from .streaming import StreamingCMMD, StreamingFID, StreamingKID, StreamingMetric, StreamingPRDC
 from .subgroups import AGE_BINS, GroupResult, age_group, bootstrap_ci, by_group, group_labels
 
 __all__ = [
@@ -24,6 +40,8 @@ __all__ = [
     "ssim", "ssim_map", "psnr",
     "cas",
     "nn_distances", "authenticity", "copy_rate", "ct_test", "privacy_report",
-    "StreamingFID", "StreamingKID", "StreamingCMMD", "StreamingPRDC",
+    "StreamingMetric", "StreamingFID", "StreamingKID", "StreamingCMMD", "StreamingPRDC",
+    "list_metrics", "register_metric", "unregister_metric", "get_metric", "resolve", "higher_is_better", "compute_metrics",
+    "streaming_state", "Metric", "MetricEngine", "MetricInputs", "Output",
     "GroupResult", "by_group", "group_labels", "age_group", "bootstrap_ci", "AGE_BINS",
 ]

@@ -2,7 +2,14 @@
 
 Each keeps the sufficient statistics of its metric as state, so a live panel
 recomputes in milliseconds after a batch arrives, and partial states built by
-several workers combine with ``merge`` (or ``+``):
+several workers combine with ``merge`` (or ``+``).
+
+Every accumulator derives from :class:`StreamingMetric`. A subclass declares
+its sufficient statistics once, in ``__init__``, with
+:meth:`~StreamingMetric.add_state` (name, default, how two states merge) and
+the values derived from them with :meth:`~StreamingMetric.add_cache`; the
+base class implements ``reset``, ``merge``, ``+`` and ``copy`` from these
+declarations, and each subclass writes only ``update`` and ``compute``:
 
 * :class:`StreamingFID`: per side the count, mean and centred scatter matrix
   (merged with Chan's parallel formula). While the real side is unchanged, its
@@ -30,7 +37,8 @@ several workers combine with ``merge`` (or ``+``):
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import copy as _copy
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -38,18 +46,19 @@ from ..errors import MetricError
 from ._validate import check_features
 from .fid import _congruence, _cov_from_centred, _psd_factor, _sqrt_trace_sym
 from .kernel import poly_kernel, rbf_kernel
-from .prdc import _block_rows, sq_dists
+from .prdc import _block_rows, knn_radii, sq_dists
 
-__all__ = ["StreamingFID", "StreamingKID", "StreamingCMMD", "StreamingPRDC"]
+__all__ = ["StreamingMetric", "StreamingFID", "StreamingKID", "StreamingCMMD", "StreamingPRDC"]
 
 
+# --------------------------------------------------------------------------------- state values
 class _Side:
     """Count, mean and centred scatter of one side, in float64."""
 
-    def __init__(self, dim: Optional[int] = None):
+    def __init__(self):
         self.n = 0
-        self.mean = None if dim is None else np.zeros(dim)
-        self.scatter = None if dim is None else np.zeros((dim, dim))
+        self.mean = None
+        self.scatter = None
 
     def add_stats(self, n: int, mean: np.ndarray, scatter: np.ndarray) -> None:
         if n == 0:
@@ -67,104 +76,12 @@ class _Side:
         mu = x.mean(0)
         self.add_stats(len(x), mu, _cov_from_centred(x - mu))
 
-
-class _Streaming:
-    dim: Optional[int] = None
-
-    def _check(self, features: Any) -> np.ndarray:
-        x = check_features(features, "streamed features", min_n=1)
-        if self.dim is None:
-            self.dim = x.shape[1]
-        elif x.shape[1] != self.dim:
-            raise MetricError(f"this stream holds {self.dim}-dimensional features; got {x.shape[1]}. Use one encoder per stream.")
-        return x
-
-    def __add__(self, other):
-        out = self.copy()
-        out.merge(other)
+    @staticmethod
+    def merged(a: "_Side", b: "_Side") -> "_Side":
+        """Chan's parallel formula: the statistics of both sides' samples together."""
+        out = _copy.deepcopy(a)
+        out.add_stats(b.n, b.mean, b.scatter)
         return out
-
-    def copy(self):
-        import copy
-
-        return copy.deepcopy(self)
-
-
-class StreamingFID(_Streaming):
-    """FID from running sufficient statistics.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> s = StreamingFID()
-    >>> s.update(rng.normal(size=(300, 3)), real=True)
-    >>> s.update(rng.normal(size=(300, 3)) + 1, real=False)
-    >>> round(s.compute(), 1)
-    3.1
-    """
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget everything."""
-        self.dim = None
-        self.real, self.fake = _Side(), _Side()
-        self._factor = None
-        self._m = None  # L^T scatter_synthetic L for the cached real factor L
-
-    def update(self, features: Any, real: bool) -> None:
-        """Add a batch of features to the real (``real=True``) or synthetic side."""
-        x = self._check(features)
-        if real:
-            self.real.add(x)
-            self._factor = self._m = None
-            return
-        mu = x.mean(0)
-        xc = x - mu
-        if self._m is not None and self.fake.n:
-            L = np.asarray(self._factor)
-            n, nb = self.fake.n, len(x)
-            y = xc @ L
-            v = (mu - self.fake.mean) @ L
-            self._m = self._m + y.T @ y + np.outer(v, v) * (n * nb / (n + nb))
-        else:
-            self._m = None
-        self.fake.add_stats(len(x), mu, _cov_from_centred(xc))
-
-    def merge(self, other: "StreamingFID") -> "StreamingFID":
-        """Add another stream's statistics to this one (in place; returns self)."""
-        if other.dim is not None and self.dim is not None and other.dim != self.dim:
-            raise MetricError(f"cannot merge streams of {self.dim}- and {other.dim}-dimensional features.")
-        self.dim = self.dim or other.dim
-        for mine, theirs in ((self.real, other.real), (self.fake, other.fake)):
-            if theirs.n:
-                mine.add_stats(theirs.n, theirs.mean, theirs.scatter)
-        if other.real.n:
-            self._factor = None
-        self._m = None
-        return self
-
-    def stats(self, real: bool) -> tuple[int, np.ndarray, np.ndarray]:
-        """(n, mean, covariance) of one side."""
-        s = self.real if real else self.fake
-        if s.n < 2:
-            raise MetricError(f"the {'real' if real else 'synthetic'} side has {s.n} sample(s); FID needs at least 2 per side.")
-        return s.n, s.mean, s.scatter / (s.n - 1)
-
-    def compute(self) -> float:
-        """FID of the samples seen so far (the real-side factor is cached)."""
-        _, m1, c1 = self.stats(True)
-        n2, m2, c2 = self.stats(False)
-        if self._factor is None:
-            self._factor = _psd_factor(c1)
-            self._m = None
-        if self._m is None:
-            self._m = _congruence(self._factor, self.fake.scatter)
-        m = self._m / (n2 - 1)
-        diff = m1 - m2
-        value = diff @ diff + np.trace(c1) + np.trace(c2) - 2.0 * _sqrt_trace_sym((m + m.T) * 0.5)
-        return max(float(value), 0.0)
 
 
 class _Buffer:
@@ -194,7 +111,231 @@ class _Buffer:
         out.data, out.n = self.rows.copy(), self.n
         return out
 
+    @staticmethod
+    def concatenated(a: "_Buffer", b: "_Buffer") -> "_Buffer":
+        out = _copy.deepcopy(a)
+        if b.n:
+            out.append(b.rows)
+        return out
 
+
+def _same(a: Any, b: Any) -> Any:
+    """Merge rule of a value both states must agree on (None: not yet known)."""
+    if a is None:
+        return b
+    if b is not None and a != b:
+        raise MetricError(f"cannot merge streams of {a}- and {b}-dimensional features; use one encoder per stream.")
+    return a
+
+
+#: Merge rules by name: how the values of one statistic in two states combine.
+MERGE_RULES: dict[str, Callable[[Any, Any], Any]] = {
+    "sum": lambda a, b: a + b,
+    "cat": _Buffer.concatenated,
+    "moments": _Side.merged,
+    "same": _same,
+}
+
+_DEFAULTS: dict[str, Callable[[], Any]] = {"cat": _Buffer, "moments": _Side}
+
+
+# --------------------------------------------------------------------------------- base class
+class StreamingMetric:
+    """Base class of the streaming accumulators: sufficient statistics declared once.
+
+    A subclass calls :meth:`add_state` for each sufficient statistic and
+    :meth:`add_cache` for each value derived from them (cleared whenever the
+    statistics change by anything other than ``update``), lists the
+    constructor settings two mergeable states must share in ``settings``,
+    names its results in ``outputs``, and implements ``update(features,
+    real)`` and ``compute()``. ``reset``, ``merge``, ``+``, ``copy`` and
+    :meth:`values` come from here.
+
+    Merge rules: ``"sum"`` (numbers or arrays added), ``"cat"`` (rows
+    appended, for statistics that are the samples themselves), ``"moments"``
+    (count, mean and centred scatter, combined with Chan's parallel formula),
+    ``"same"`` (a value both must agree on, e.g. the feature dimension), or
+    a callable ``merge(mine, theirs) -> merged``.
+
+    Examples
+    --------
+    >>> class Count(StreamingMetric):
+    ...     outputs = ("n_real", "n_synthetic")
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.add_state("counts", default=lambda: np.zeros(2, int), merge="sum")
+    ...     def update(self, features, real):
+    ...         self.counts[0 if real else 1] += len(self._check(features))
+    ...     def compute(self):
+    ...         return tuple(int(c) for c in self.counts)
+    >>> a, b = Count(), Count()
+    >>> a.update(np.zeros((3, 2)), real=True); b.update(np.zeros((2, 2)), real=False)
+    >>> (a + b).values()
+    {'n_real': 3, 'n_synthetic': 2}
+    """
+
+    #: Names of the values ``compute`` returns, in order (see :meth:`values`).
+    outputs: tuple[str, ...] = ()
+    #: Constructor settings that two states must share to be merged.
+    settings: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._state_specs: dict[str, tuple[Callable[[], Any], Callable[[Any, Any], Any]]] = {}
+        self._cache_names: list[str] = []
+        self.add_state("dim", default=None, merge="same")
+
+    # -- declarations --------------------------------------------------------------------
+    def add_state(self, name: str, default: Any = None, merge: str | Callable[[Any, Any], Any] = "sum") -> None:
+        """Declare a sufficient statistic: its name, its value after ``reset`` and how two merge.
+
+        ``default`` is a value (copied at every reset) or a zero-argument
+        factory; for ``"cat"`` and ``"moments"`` it may be left out.
+        """
+        rule = MERGE_RULES.get(merge) if isinstance(merge, str) else merge
+        if rule is None or not callable(rule):
+            raise MetricError(f"unknown merge rule {merge!r} for state {name!r}; use one of {sorted(MERGE_RULES)} or a callable.")
+        if default is None and isinstance(merge, str) and merge in _DEFAULTS:
+            factory = _DEFAULTS[merge]
+        elif callable(default) and not isinstance(default, (np.ndarray, type(None))):
+            factory = default
+        else:
+            factory = (lambda v=default: _copy.deepcopy(v))
+        self._state_specs[name] = (factory, rule)
+        setattr(self, name, factory())
+
+    def add_cache(self, *names: str) -> None:
+        """Declare values derived from the statistics (set to None by ``reset`` and ``merge``)."""
+        for name in names:
+            if name not in self._cache_names:
+                self._cache_names.append(name)
+            setattr(self, name, None)
+
+    # -- generic behaviour ---------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget everything: every statistic back to its default, every cache cleared."""
+        for name, (factory, _rule) in self._state_specs.items():
+            setattr(self, name, factory())
+        self._clear_caches()
+
+    def _clear_caches(self) -> None:
+        for name in self._cache_names:
+            setattr(self, name, None)
+
+    def merge(self, other: "StreamingMetric") -> "StreamingMetric":
+        """Add another stream's statistics to this one (in place; returns self)."""
+        if type(other) is not type(self):
+            raise MetricError(f"cannot merge a {type(other).__name__} into a {type(self).__name__}.")
+        differ = [s for s in self.settings if getattr(self, s) != getattr(other, s)]
+        if differ:
+            raise MetricError(
+                f"can only merge {type(self).__name__} streams with the same settings; they differ in {', '.join(differ)}."
+            )
+        merged = {name: rule(getattr(self, name), getattr(other, name)) for name, (_f, rule) in self._state_specs.items()}
+        for name, value in merged.items():
+            setattr(self, name, value)
+        self._clear_caches()
+        return self
+
+    def __add__(self, other: "StreamingMetric") -> "StreamingMetric":
+        out = self.copy()
+        out.merge(other)
+        return out
+
+    def copy(self) -> "StreamingMetric":
+        """An independent copy (statistics and caches)."""
+        return _copy.deepcopy(self)
+
+    def values(self) -> dict:
+        """``compute()`` as a mapping from the names in :attr:`outputs` to values."""
+        result = self.compute()
+        if isinstance(result, dict):
+            return dict(result)
+        if isinstance(result, tuple):
+            return dict(zip(self.outputs, result))
+        return {self.outputs[0]: result}
+
+    def _check(self, features: Any) -> np.ndarray:
+        x = check_features(features, "streamed features", min_n=1)
+        if self.dim is None:
+            self.dim = x.shape[1]
+        elif x.shape[1] != self.dim:
+            raise MetricError(f"this stream holds {self.dim}-dimensional features; got {x.shape[1]}. Use one encoder per stream.")
+        return x
+
+    # -- what each subclass writes ---------------------------------------------------------
+    def update(self, features: Any, real: bool) -> None:  # pragma: no cover - abstract
+        """Add a batch of features to the real (``real=True``) or synthetic side."""
+        raise NotImplementedError
+
+    def compute(self) -> Any:  # pragma: no cover - abstract
+        """The metric of the samples seen so far."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------- FID
+class StreamingFID(StreamingMetric):
+    """FID from running sufficient statistics.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = StreamingFID()
+    >>> s.update(rng.normal(size=(300, 3)), real=True)
+    >>> s.update(rng.normal(size=(300, 3)) + 1, real=False)
+    >>> round(s.compute(), 1)
+    3.1
+    """
+
+    outputs = ("fid",)
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("real", merge="moments")
+        self.add_state("fake", merge="moments")
+        self.add_cache("_factor", "_m")  # real-side factor L, and L^T scatter_synthetic L
+
+    def update(self, features: Any, real: bool) -> None:
+        """Add a batch of features to the real (``real=True``) or synthetic side."""
+        x = self._check(features)
+        if real:
+            self.real.add(x)
+            self._factor = self._m = None
+            return
+        mu = x.mean(0)
+        xc = x - mu
+        if self._m is not None and self.fake.n:
+            L = np.asarray(self._factor)
+            n, nb = self.fake.n, len(x)
+            y = xc @ L
+            v = (mu - self.fake.mean) @ L
+            self._m = self._m + y.T @ y + np.outer(v, v) * (n * nb / (n + nb))
+        else:
+            self._m = None
+        self.fake.add_stats(len(x), mu, _cov_from_centred(xc))
+
+    def stats(self, real: bool) -> tuple[int, np.ndarray, np.ndarray]:
+        """(n, mean, covariance) of one side."""
+        s = self.real if real else self.fake
+        if s.n < 2:
+            raise MetricError(f"the {'real' if real else 'synthetic'} side has {s.n} sample(s); FID needs at least 2 per side.")
+        return s.n, s.mean, s.scatter / (s.n - 1)
+
+    def compute(self) -> float:
+        """FID of the samples seen so far (the real-side factor is cached)."""
+        _, m1, c1 = self.stats(True)
+        n2, m2, c2 = self.stats(False)
+        if self._factor is None:
+            self._factor = _psd_factor(c1)
+            self._m = None
+        if self._m is None:
+            self._m = _congruence(self._factor, self.fake.scatter)
+        m = self._m / (n2 - 1)
+        diff = m1 - m2
+        value = diff @ diff + np.trace(c1) + np.trace(c2) - 2.0 * _sqrt_trace_sym((m + m.T) * 0.5)
+        return max(float(value), 0.0)
+
+
+# --------------------------------------------------------------------------------- kernel metrics
 def _block_sums(k: np.ndarray, b: int, offset: int = 0) -> np.ndarray:
     """Column sums of ``k`` grouped by ``(offset + column index) % b`` -> (rows, b)."""
     if offset % b:
@@ -207,44 +348,61 @@ def _block_sums(k: np.ndarray, b: int, offset: int = 0) -> np.ndarray:
     return out
 
 
-class _StreamingMMD(_Streaming):
+class _StreamingMMD(StreamingMetric):
+    """Features of both sides (the statistics) and kernel sums between blocks (a cache kept up to date)."""
+
+    settings = ("n_blocks", "full")
+    _REBUILD_CHUNK = 2048
+
     def __init__(self, n_blocks: int = 10, full: bool = False):
         if n_blocks < 1:
             raise MetricError(f"n_blocks must be at least 1, got {n_blocks}.")
         self.n_blocks = int(n_blocks)
         self.full = bool(full)
-        self.reset()
+        super().__init__()
+        self.add_state("real_rows", merge="cat")
+        self.add_state("fake_rows", merge="cat")
+        # kernel sums between blocks: within real (i != j), within fake (i != j), real x fake.
+        # Without ``full`` only the diagonal (same-block) entries are kept up to date.
+        self.add_cache("kxx", "kyy", "kxy")
 
     def _kernel(self, x, y):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def reset(self) -> None:
-        """Forget everything."""
-        self.dim = None
-        self.buf = {True: _Buffer(), False: _Buffer()}
-        b = self.n_blocks
-        # kernel sums between blocks: within real (i != j), within fake (i != j), real x fake.
-        # Without ``full`` only the diagonal (same-block) entries are kept up to date.
-        self.kxx = np.zeros((b, b))
-        self.kyy = np.zeros((b, b))
-        self.kxy = np.zeros((b, b))
+    def _buffer(self, side: bool) -> _Buffer:
+        return self.real_rows if side else self.fake_rows
 
     @property
     def n(self) -> dict:
-        return {True: self.buf[True].n, False: self.buf[False].n}
+        return {True: self.real_rows.n, False: self.fake_rows.n}
 
     def _all(self, side: bool) -> np.ndarray:
-        return self.buf[side].rows
+        return self._buffer(side).rows
+
+    def _sums(self) -> None:
+        """Make sure the kernel sums exist: rebuilt from the held features after a reset or merge."""
+        if self.kxx is not None:
+            return
+        b = self.n_blocks
+        rows = {True: self.real_rows.rows, False: self.fake_rows.rows}
+        self.real_rows, self.fake_rows = _Buffer(), _Buffer()
+        self.kxx, self.kyy, self.kxy = np.zeros((b, b)), np.zeros((b, b)), np.zeros((b, b))
+        for side in (True, False):
+            for s in range(0, len(rows[side]), self._REBUILD_CHUNK):
+                self._absorb(rows[side][s : s + self._REBUILD_CHUNK], side)
 
     def update(self, features: Any, real: bool) -> None:
         """Add a batch; costs kernel evaluations against the samples of the same blocks (all samples with ``full``)."""
         x = self._check(features)
-        real = bool(real)
+        self._sums()
+        self._absorb(x, bool(real))
+
+    def _absorb(self, x: np.ndarray, real: bool) -> None:
         b = self.n_blocks
-        start = self.buf[real].n
+        start = self._buffer(real).n
         new_blk = (start + np.arange(len(x))) % b
         within = self.kxx if real else self.kyy
-        same, other = self.buf[real].rows, self.buf[not real].rows
+        same, other = self._buffer(real).rows, self._buffer(not real).rows
         k_new = self._kernel(x, x)
         np.fill_diagonal(k_new, 0.0)
         if self.full:
@@ -269,16 +427,7 @@ class _StreamingMMD(_Streaming):
                 oth = other[c::b]
                 if len(oth):
                     self.kxy[c, c] += self._kernel(xs, oth).sum()
-        self.buf[real].append(x)
-
-    def merge(self, other: "_StreamingMMD") -> "_StreamingMMD":
-        """Append another stream's samples (real, then synthetic) to this one; returns self."""
-        if other.n_blocks != self.n_blocks or type(other) is not type(self) or other.full != self.full:
-            raise MetricError("can only merge streams of the same kind, n_blocks and full setting.")
-        for side in (True, False):
-            if other.n[side]:
-                self.update(other._all(side), real=side)
-        return self
+        self._buffer(real).append(x)
 
     def _counts(self, side: bool) -> np.ndarray:
         return np.bincount(np.arange(self.n[side]) % self.n_blocks, minlength=self.n_blocks).astype(float)
@@ -291,6 +440,7 @@ class _StreamingMMD(_Streaming):
                 f"each of the {self.n_blocks} blocks needs 2 samples per side: got {self.n[True]} real and "
                 f"{self.n[False]} synthetic samples. Add samples or use fewer blocks."
             )
+        self._sums()
         d = np.arange(self.n_blocks)
         return self.kxx[d, d] / (nx * (nx - 1)) + self.kyy[d, d] / (ny * (ny - 1)) - 2.0 * self.kxy[d, d] / (nx * ny)
 
@@ -301,6 +451,7 @@ class _StreamingMMD(_Streaming):
         m, n = self.n[True], self.n[False]
         if m < 2 or n < 2:
             raise MetricError("MMD needs at least 2 samples per side.")
+        self._sums()
         return float(self.kxx.sum() / (m * (m - 1)) + self.kyy.sum() / (n * (n - 1)) - 2.0 * self.kxy.sum() / (m * n))
 
 
@@ -327,6 +478,9 @@ class StreamingKID(_StreamingMMD):
     >>> mean > 0.1
     True
     """
+
+    outputs = ("kid", "kid_std")
+    settings = ("n_blocks", "full", "degree", "gamma", "coef")
 
     def __init__(self, n_blocks: int = 10, degree: int = 3, gamma: Optional[float] = None, coef: float = 1.0, full: bool = False):
         self.degree, self.gamma, self.coef = degree, gamma, coef
@@ -357,6 +511,9 @@ class StreamingCMMD(_StreamingMMD):
     True
     """
 
+    outputs = ("cmmd",)
+    settings = ("n_blocks", "full", "sigma", "scale")
+
     def __init__(self, sigma: float = 10.0, scale: float = 1000.0, n_blocks: int = 1):
         self.sigma, self.scale = sigma, scale
         super().__init__(n_blocks, full=True)
@@ -369,11 +526,13 @@ class StreamingCMMD(_StreamingMMD):
         m, n = self.n[True], self.n[False]
         if m < 1 or n < 1:
             raise MetricError("CMMD needs samples on both sides.")
+        self._sums()
         v = (self.kxx.sum() + m) / m**2 + (self.kyy.sum() + n) / n**2 - 2.0 * self.kxy.sum() / (m * n)
         return float(self.scale * v)
 
 
-class StreamingPRDC(_Streaming):
+# --------------------------------------------------------------------------------- PRDC
+class StreamingPRDC(StreamingMetric):
     """Precision, recall, density and coverage updated as synthetic samples stream in.
 
     Examples
@@ -387,58 +546,47 @@ class StreamingPRDC(_Streaming):
     ['coverage', 'density', 'precision', 'recall']
     """
 
+    outputs = ("precision", "recall", "density", "coverage")
+    settings = ("k",)
+
     def __init__(self, k: int = 5):
         self.k = int(k)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget everything."""
-        self.dim = None
-        self._real, self._fake = _Buffer(), _Buffer()
-        self._valid = False
+        super().__init__()
+        self.add_state("real_rows", merge="cat")
+        self.add_state("fake_rows", merge="cat")
+        # real k-NN radii and squared norms; per real sample the nearest synthetic distance;
+        # per synthetic sample the number of real balls holding it
+        self.add_cache("_r_real", "_real_sq", "_nearest_fake", "_ball_count")
 
     @property
     def real(self) -> np.ndarray:
         """Real features held (a view)."""
-        return self._real.rows
+        return self.real_rows.rows
 
     @property
     def fake(self) -> np.ndarray:
         """Synthetic features held (a view)."""
-        return self._fake.rows
+        return self.fake_rows.rows
 
     def update(self, features: Any, real: bool) -> None:
         """Add a batch; synthetic batches update coverage, precision and density in place."""
         x = self._check(features)
         if real:
-            self._real.append(x)
-            self._valid = False
+            self.real_rows.append(x)
+            self._clear_caches()
             return
-        start = self._fake.n
-        self._fake.append(x)
-        if self._valid:
+        start = self.fake_rows.n
+        self.fake_rows.append(x)
+        if self._r_real is not None:
             self._absorb(start)
 
-    def merge(self, other: "StreamingPRDC") -> "StreamingPRDC":
-        """Append another stream's samples; returns self."""
-        if other.k != self.k:
-            raise MetricError("can only merge PRDC streams with the same k.")
-        if other.real.size:
-            self.update(other.real, real=True)
-        if other.fake.size:
-            self.update(other.fake, real=False)
-        return self
-
     def _rebuild(self) -> None:
-        from .prdc import knn_radii
-
         if len(self.real) <= self.k:
             raise MetricError(f"PRDC needs more than k={self.k} real samples, got {len(self.real)}.")
         self._r_real = knn_radii(self.real, self.k, squared=True)
         self._real_sq = (self.real * self.real).sum(1)
         self._nearest_fake = np.full(len(self.real), np.inf)
         self._ball_count = np.zeros(0, np.int64)
-        self._valid = True
         if self.fake.size:
             self._absorb(0)
 
@@ -455,7 +603,7 @@ class StreamingPRDC(_Streaming):
 
     def coverage(self) -> float:
         """Share of real samples whose k-NN ball holds a synthetic sample (incremental)."""
-        if not self._valid:
+        if self._r_real is None:
             self._rebuild()
         if not self.fake.size:
             raise MetricError("no synthetic samples yet.")
@@ -463,8 +611,6 @@ class StreamingPRDC(_Streaming):
 
     def compute(self, recall: bool = True) -> dict:
         """All four values; ``recall=False`` skips the one that is not incremental."""
-        from .prdc import knn_radii
-
         cov = self.coverage()
         out = {
             "precision": float((self._ball_count > 0).mean()),

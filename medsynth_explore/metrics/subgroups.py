@@ -88,7 +88,8 @@ class GroupResult:
         Index: group label; columns ``value``, ``ci_low``, ``ci_high``, ``n``
         (``n`` = rows of the group, on the synthetic side for two-set metrics)
         and ``n_real`` when there is a real side.
-    higher_is_better : bool
+    higher_is_better : bool or None
+        None for a statistic that is best near 0.
 
     Examples
     --------
@@ -101,7 +102,7 @@ class GroupResult:
     metric: str
     overall: float
     by_group: pd.DataFrame
-    higher_is_better: bool = True
+    higher_is_better: Optional[bool] = True
     overall_ci: tuple = (float("nan"), float("nan"))
     info: dict = field(default_factory=dict)
 
@@ -123,9 +124,19 @@ class GroupResult:
         return float(v.min() / v.max()) if v.max() != 0 else float("nan")
 
     def worst(self) -> str:
-        """Label of the worst group (lowest value when higher is better, else highest)."""
+        """Label of the worst group: lowest value when higher is better, highest when lower is,
+        farthest from 0 when ``higher_is_better`` is None (a statistic best near 0, such as C_T)."""
         v = self._values()
+        if self.higher_is_better is None:
+            return str(v.abs().idxmax())
         return str(v.idxmin() if self.higher_is_better else v.idxmax())
+
+    def best(self) -> str:
+        """Label of the best group (the opposite end from :meth:`worst`)."""
+        v = self._values()
+        if self.higher_is_better is None:
+            return str(v.abs().idxmin())
+        return str(v.idxmax() if self.higher_is_better else v.idxmin())
 
     def _repr_html_(self) -> str:
         return f"<b>{self.metric}</b>: overall {self.overall:.4g}<br>" + self.by_group.to_html(float_format=lambda x: f"{x:.4g}")
