@@ -248,8 +248,8 @@ class CardPanel(BasePanel):
         self.body = W.HTML()
         self.generator.observe(self.guard(lambda ch: self.show(ch["new"])), names="value")
         self.activate_button.on_click(self.guard(lambda _b: self.session.set_active(self.generator.value)))
-        session.on("active", self._follow)
-        session.on("generators", self._follow)
+        self.subscribe("active", self._follow)
+        self.subscribe("generators", self._follow)
         self.children = [W.HBox([self.generator, self.activate_button]), self.error, self.body]
         self.guard(self.show)(session.active)
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import CancelledError, MedsynthError
 from ..jobs import Job, JobRunner
 
-__all__ = ["BasePanel", "png_bytes", "image_widget", "thumb_grid", "COLORS", "LAYOUT_WIDTH", "html_table"]
+__all__ = ["BasePanel", "png_bytes", "image_widget", "thumb_grid", "COLORS", "LAYOUT_WIDTH", "html_table", "metric_label"]
 
 #: One palette for every panel: real data, then generators in load order.
 COLORS = {"real": "#4C78A8", "synthetic": "#F58518", "worst": "#E45756", "ok": "#54A24B", "muted": "#9D9D9D"}
@@ -82,6 +82,21 @@ def thumb_grid(images: np.ndarray, captions: list[str] | None = None, width: int
                                             grid_gap="6px", max_width=f"{columns * (width + 18)}px"))
 
 
+def metric_label(name: str, with_direction: bool = True) -> str:
+    """A metric value's display name from the registry, e.g. ``"FID (lower is better)"``.
+
+    Examples
+    --------
+    >>> metric_label("coverage"), metric_label("ct")
+    ('Coverage (higher is better)', 'C_T (closest to 0 is best)')
+    """
+    from ..metrics.registry import output
+
+    out = output(name)
+    label = out.label or name
+    return f"{label} ({out.direction})" if with_direction else label
+
+
 def html_table(df, float_format: str = "{:.3g}") -> str:
     """A compact HTML table of a DataFrame in the panels' style."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
@@ -132,7 +147,22 @@ class BasePanel(W.VBox):
         self.cancel_button = W.Button(description="Cancel", icon="stop", layout=W.Layout(width="90px", visibility="hidden"))
         self.cancel_button.on_click(lambda _b: self.runner.cancel(self.lane))
         self.last_error: str | None = None
+        self._subscriptions: list = []
         self.add_class("msx-panel")
+
+    # ------------------------------------------------------------------ session events
+    def subscribe(self, event: str, fn: Callable[..., Any]) -> Any:
+        """Listen to a session event for as long as this panel is open (:meth:`close` ends it)."""
+        sub = self.session.on(event, fn)
+        self._subscriptions.append(sub)
+        return sub
+
+    def close(self) -> None:
+        """Stop listening to the session, then close the widget."""
+        for sub in self._subscriptions:
+            sub.remove()
+        self._subscriptions.clear()
+        super().close()
 
     # ------------------------------------------------------------------ errors
     def show_error(self, exc: BaseException | str | None) -> None:

@@ -44,7 +44,7 @@ class EmbeddingPanel(BasePanel):
         self.detail = W.VBox()
         self.fit_button.on_click(self.guard(lambda _b: self.compute()))
         self.color_by.observe(self.guard(lambda _c: self.redraw()), names="value")
-        session.on("samples", lambda **_: self._on_samples())
+        self.subscribe("samples", lambda **_: self._on_samples())
         if warm_up:
             from ..session import warm_up_umap
 
@@ -65,7 +65,7 @@ class EmbeddingPanel(BasePanel):
         return self.run_job(work, lambda _emb: self.redraw(), label="fitting UMAP on the reference features")
 
     def _on_samples(self) -> None:
-        if self.session._embedding is not None:
+        if self.session.has_map:
             try:
                 self.redraw()
             except Exception as exc:  # shown in the panel
@@ -81,9 +81,9 @@ class EmbeddingPanel(BasePanel):
 
     def redraw(self) -> None:
         """Draw the current map: one trace per source (and category when colouring by a column)."""
-        emb = self.session._embedding
-        if emb is None:
+        if not self.session.has_map:
             return
+        emb = self.session.embedding()
         opts = self._columns()
         if list(self.color_by.options) != opts:
             value = self.color_by.value if self.color_by.value in opts else "source"
@@ -92,10 +92,8 @@ class EmbeddingPanel(BasePanel):
         by = self.color_by.value
         traces, self._traces = [], []
         sources = [("real", emb.reference, self.session.reference.metadata)]
-        for name, xy in emb.synthetic.items():
-            meta = self.session.synthetic[name].metadata
-            n = min(len(xy), len(meta))
-            sources.append((name, xy[-n:], meta.iloc[len(meta) - n:].reset_index(drop=True)))
+        for name, xy in emb.synthetic.items():  # the stores keep coordinates row for row with their images
+            sources.append((name, xy, self.session.synthetic[name].metadata))
         for s, (name, xy, meta) in enumerate(sources):
             marker_symbol = "circle" if name == "real" else "x"
             if by == "source":

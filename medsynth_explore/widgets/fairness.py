@@ -16,19 +16,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import DataError
-from .common import COLORS, BasePanel, html_table
+from ..metrics.registry import higher_is_better
+from .common import COLORS, BasePanel, html_table, metric_label
 
 __all__ = ["FairnessPanel", "fairness_columns", "gap_summary", "METRICS"]
 
-#: Metrics the panel offers: key -> (label, True when lower is better).
-METRICS = {
-    "coverage": ("Coverage", False),
-    "recall": ("Recall", False),
-    "precision": ("Precision", False),
-    "density": ("Density", False),
-    "fid": ("FID", True),
-    "kid": ("KID", True),
-}
+#: Metrics the panel offers; their labels and directions come from the metric registry.
+METRICS = ("coverage", "recall", "precision", "density", "fid", "kid")
 
 # columns that identify images or record how they were made: never subgroups
 _NOT_GROUPS = {"patient_id", "report", "prompt", "seed", "image_seed", "anatomy_seed", "generator", "checkpoint_sha256",
@@ -105,7 +99,7 @@ def gap_summary(table: pd.DataFrame) -> dict[str, Any]:
     values = table.set_index("group")["value"]
     worst, best = table.attrs["worst"], table.attrs["best"]
     diff, ratio = float(table.attrs["difference"]), float(table.attrs["ratio"])
-    lower = METRICS.get(metric, (metric, False))[1]
+    lower = higher_is_better(metric) is False
     text = (f"Worst group: {worst} ({metric} {values[worst]:.3g}); best: {best} ({values[best]:.3g}). "
             f"Gap: difference {diff:.3g}, ratio min/max {ratio:.3g}.")
     return {"worst": worst, "best": best, "difference": diff, "ratio": ratio, "lower_is_better": lower, "text": text}
@@ -159,8 +153,7 @@ class FairnessPanel(BasePanel):
         self.result: pd.DataFrame | None = None
         self.overall: float | None = None
         self.by = W.SelectMultiple(options=[], rows=6, description="Group by", layout=W.Layout(width="320px"))
-        self.metric = W.Dropdown(options=[(f"{label} ({'lower' if low else 'higher'} is better)", key)
-                                          for key, (label, low) in METRICS.items()],
+        self.metric = W.Dropdown(options=[(metric_label(key), key) for key in METRICS],
                                  value="coverage", description="Metric", layout=W.Layout(width="320px"))
         self.n_boot = W.IntSlider(value=100, min=10, max=500, step=10, description="Bootstrap",
                                   tooltip="bootstrap resamples per group (for the 95% interval)")
@@ -174,8 +167,8 @@ class FairnessPanel(BasePanel):
                                   barmode="overlay", legend=dict(orientation="h", y=-0.3, x=0),
                                   xaxis_title="subgroup", yaxis_title="metric")
         self.compute_button.on_click(self.guard(lambda _b: self.compute()))
-        session.on("samples", self._on_session_change)
-        session.on("active", self._on_session_change)
+        self.subscribe("samples", self._on_session_change)
+        self.subscribe("active", self._on_session_change)
         self.refresh_options()
         hint = W.HTML("<div class='msx-caption'>Choose one column, or several for intersections (Ctrl/Cmd-click). "
                       "Age is grouped in bins. Bars: the metric per subgroup; whiskers: its 95% bootstrap interval; "
@@ -241,7 +234,7 @@ class FairnessPanel(BasePanel):
         if t is None or t.empty:
             return
         metric = str(t["metric"].iloc[0])
-        label, lower = METRICS.get(metric, (metric, False))
+        label = metric_label(metric, with_direction=False)
         gap = gap_summary(t)
         groups = t["group"].astype(str).tolist()
         worst_mask = t["worst"].to_numpy(bool)
@@ -274,7 +267,7 @@ class FairnessPanel(BasePanel):
                                        showarrow=True, arrowhead=2, ay=-30, font=dict(color=COLORS["worst"]))
             self.figure.update_layout(
                 xaxis=dict(title="subgroup", type="category", categoryorder="array", categoryarray=groups),
-                yaxis_title=f"{label} ({'lower' if lower else 'higher'} is better)",
+                yaxis_title=metric_label(metric),
                 title=dict(text=f"{label} by subgroup, 95% bootstrap intervals", x=0, font=dict(size=14)),
             )
         self.summary.value = f"<div style='margin:6px 0'><b>{html.escape(gap['text'])}</b></div>"

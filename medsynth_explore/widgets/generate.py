@@ -53,7 +53,7 @@ class GeneratePanel(BasePanel):
         self.controls: dict[str, Any] = {}
         self.condition_guidance: dict[str, Any] = {}
         self.generator_select.observe(self.guard(self._on_generator), names="value")
-        session.on("generators", lambda names: setattr(self.generator_select, "options", names))
+        self.subscribe("generators", lambda names: setattr(self.generator_select, "options", names))
         self._build_controls()
         self.children = [
             W.HBox([self.generator_select, self.seed, self.n]),

@@ -11,11 +11,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..metrics.registry import output
 from ..session import describe_samples
 from .common import SERIES, BasePanel
 
-SHOWN = (("fid", "FID", "lower is better"), ("kid", "KID", "lower is better"), ("precision", "Precision", "fidelity"),
-         ("recall", "Recall", "diversity"), ("coverage", "Coverage", "diversity"), ("clip_score", "CLIPScore", "text match"))
+#: Values the panel shows, in order; labels, hints and spreads come from the metric registry.
+SHOWN = ("fid", "kid", "precision", "recall", "coverage", "clip_score")
 
 
 class MetricsPanel(BasePanel):
@@ -36,7 +37,7 @@ class MetricsPanel(BasePanel):
 
     def __init__(self, session: Any, runner: Any = None, **kwargs: Any) -> None:
         super().__init__(session, runner, **kwargs)
-        self.history = pd.DataFrame(columns=["generator", "n"] + [m for m, _, _ in SHOWN])
+        self.history = pd.DataFrame(columns=["generator", "n"] + list(SHOWN))
         self.total = W.IntSlider(value=256, min=32, max=2048, step=32, description="Samples")
         self.batch = W.IntSlider(value=32, min=8, max=256, step=8, description="Batch")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
@@ -69,13 +70,14 @@ class MetricsPanel(BasePanel):
             return
         last = self.history.iloc[-1]
         cells = []
-        for key, label, hint in SHOWN:
+        for key in SHOWN:
             if key not in last or pd.isna(last.get(key)):
                 continue
-            val = f"{last[key]:.4f}" if key == "kid" else f"{last[key]:.3g}"
-            if key == "kid" and "kid_std" in last and pd.notna(last["kid_std"]):
-                val += f" ± {last['kid_std']:.4f}"
-            cells.append(f"<div class='msx-metric'>{label} <span class='msx-caption'>({hint})</span><b>{val}</b></div>")
+            o = output(key)
+            val = f"{last[key]:.4f}" if o.spread else f"{last[key]:.3g}"
+            if o.spread and o.spread in last and pd.notna(last[o.spread]):
+                val += f" ± {last[o.spread]:.4f}"
+            cells.append(f"<div class='msx-metric'>{o.label} <span class='msx-caption'>({o.hint})</span><b>{val}</b></div>")
         self.numbers.value = (f"<div><span class='msx-caption'>{html.escape(str(last['generator']))}, N = {int(last['n'])} synthetic vs "
                               f"{len(self.session.reference)} real, encoder {html.escape(self.session.encoder.id)}</span><br>"
                               + "".join(cells) + "</div>")

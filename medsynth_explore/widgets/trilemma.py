@@ -20,14 +20,24 @@ from .common import SERIES, BasePanel
 
 __all__ = ["TrilemmaPanel", "trilemma_table_html", "AXES"]
 
+def _axes() -> dict:
+    """Columns of :meth:`Session.trilemma` the panel shows: key -> (label, True when higher is better).
+
+    Speed is the trilemma's own measurement; the rest are metrics, whose
+    labels, hints and directions come from the metric registry.
+    """
+    from ..metrics.registry import output
+    from ..session.analyses import TRILEMMA_METRICS
+
+    axes = {"images_per_s": ("Speed (images/s)", True)}
+    for key in TRILEMMA_METRICS:
+        o = output(key)
+        axes[key] = (f"{o.label} ({o.hint or o.direction})", bool(o.higher_is_better))
+    return axes
+
+
 #: Columns of :meth:`Session.trilemma` the panel shows: key -> (label, True when higher is better).
-AXES = {
-    "images_per_s": ("Speed (images/s)", True),
-    "fid": ("FID (lower is better)", False),
-    "precision": ("Precision (fidelity)", True),
-    "recall": ("Recall (diversity)", True),
-    "coverage": ("Coverage (diversity)", True),
-}
+AXES = _axes()
 
 
 def trilemma_table_html(table: pd.DataFrame) -> str:
@@ -111,7 +121,7 @@ class TrilemmaPanel(BasePanel):
         self.result: pd.DataFrame | None = None
         self.n = W.IntSlider(value=64, min=16, max=1024, step=16, description="Images", tooltip="images drawn per generator")
         self.seed = W.IntText(value=0, description="Seed", layout=W.Layout(width="160px"))
-        self.y_axis = W.ToggleButtons(options=[("FID", "fid"), ("Precision", "precision"), ("Recall", "recall"), ("Coverage", "coverage")],
+        self.y_axis = W.ToggleButtons(options=[(AXES[k][0].split(" (")[0], k) for k in AXES if k != "images_per_s"],
                                       value="fid", description="Vertical axis", style={"button_width": "80px"})
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.note = W.HTML()
