@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -81,19 +82,35 @@ def _progress(desc: str):
     return callback
 
 
-def _log_progress(desc: str, every_s: float = 30.0):
-    """A ``callback(info)`` for trainers that report a dict (diffusion, CLIP): one stderr line every ``every_s``."""
-    last = {"t": -every_s}
+class _TrainingProgress:
+    """Progress of a training run on stderr, the same for every trainer.
 
-    def callback(info: dict) -> bool:
-        if info.get("seconds", 0.0) - last["t"] >= every_s or info.get("epoch") == info.get("epochs", -1):
-            last["t"] = info.get("seconds", 0.0)
-            done = f"step {info['step']}" if "step" in info else f"epoch {info.get('epoch')}/{info.get('epochs')}"
-            print(f"{desc}: {done}, loss {info.get('loss', float('nan')):.4f}, {info.get('seconds', 0.0):.0f} s",
-                  file=sys.stderr, flush=True)
+    Pass the object as the trainer's ``callback`` (``(done, total)``) and its
+    :meth:`log` as the trainer's ``log``. The trainer's lines (one per epoch,
+    or every 50 steps, with the loss) are printed at most once every
+    ``every_s`` seconds; the first line and the line at the last step always.
+
+    Examples
+    --------
+    >>> p = _TrainingProgress("training vae", every_s=30, clock=lambda: 0.0)
+    >>> p(3, 3)  # never cancels
+    True
+    """
+
+    def __init__(self, desc: str, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.desc, self.every_s, self.clock = desc, float(every_s), clock
+        self.done = self.total = 0
+        self._printed_at: float | None = None
+
+    def __call__(self, done: int, total: int) -> bool:
+        self.done, self.total = done, total
         return True
 
-    return callback
+    def log(self, line: str) -> None:
+        now = self.clock()
+        if self._printed_at is None or now - self._printed_at >= self.every_s or self.done >= self.total:
+            self._printed_at = now
+            print(f"{self.desc}: {line}", file=sys.stderr, flush=True)
 
 
 def _json_arg(text: str | None, what: str):
@@ -116,18 +133,33 @@ TRAINERS = {
 }
 
 
+#: Options of ``medsynth train`` that only some models take: option -> (attribute, models).
+_MODEL_OPTIONS = {
+    "--init-from": ("init_from", ("diffusion", "gan")),
+    "--mismatch-weight": ("mismatch_weight", ("gan",)),
+    "--lesion-weights": ("lesion_weights", ("diffusion",)),
+    "--lr": ("lr", ("diffusion",)),
+    "--clip": ("clip", ("diffusion",)),
+}
+
+
 @command("train", "train a model on a data set (reproduces the shipped checkpoints)")
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(TRAINERS), required=True)
     p.add_argument("--data", required=True, help="a data folder, a .npz, or 'phantomcxr'")
     p.add_argument("--n", type=int, default=6000, help="images to simulate when --data is phantomcxr")
+    p.add_argument("--split", choices=["train", "val", "test"],
+                   help="train on one part of the patient-wise 70/15/15 split (seed 0), as the shipped VAE and GAN were")
     p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help="training epochs (vae, gan, clip, classifier)")
     p.add_argument("--batch-size", type=int, help="images per training step (default: the trainer's own)")
-    p.add_argument("--minutes", type=float, help="time budget in minutes (diffusion)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget in minutes: training stops after the epoch (diffusion: the step) "
+                                                 "that passes it (default: none; diffusion 40)")
     p.add_argument("--clip", type=Path, help="domain CLIP checkpoint for the diffusion model's text encoder")
-    p.add_argument("--init-from", help="diffusion: continue training this checkpoint (a path or built-in name)")
+    p.add_argument("--init-from", help="diffusion, gan: start from this checkpoint's weights (a path or built-in name); "
+                                       "the card records the earlier run")
+    p.add_argument("--mismatch-weight", type=float, help="gan: weight of real images with shuffled conditions as negatives (default 0.5)")
     p.add_argument("--lesion-weights", help="diffusion: extra loss weight on simulator finding masks, e.g. "
                                             "nodule=30,effusion=8 (needs PhantomCXR metadata)")
     p.add_argument("--lr", type=float, help="learning rate (diffusion)")
@@ -146,54 +178,69 @@ def _parse_weights(text: str) -> dict:
     return out
 
 
+def _check_model_options(a: argparse.Namespace) -> None:
+    wrong: dict[tuple, list] = {}
+    for option, (attr, models) in _MODEL_OPTIONS.items():
+        if getattr(a, attr) is not None and a.model not in models:
+            wrong.setdefault(models, []).append(option)
+    for models, options in wrong.items():
+        names = options[0] if len(options) == 1 else ", ".join(options[:-1]) + " and " + options[-1]
+        verb = "applies" if len(options) == 1 else "apply"
+        raise DataError(f"{names} {verb} to --model {' or '.join(models)} only; got --model {a.model}.")
+    if a.model == "diffusion" and a.epochs is not None:
+        raise DataError("--epochs does not apply to --model diffusion: it trains in steps until --minutes run out.")
+    if a.batch_size is not None and a.batch_size < 1:
+        raise DataError(f"--batch-size must be a positive number of images, got {a.batch_size}.")
+
+
+def _training_data(a: argparse.Namespace):
+    from .data import load_dataset
+
+    data = load_dataset(a.data, n=a.n) if str(a.data).lower() == "phantomcxr" else load_dataset(a.data)
+    return data.split((0.7, 0.15, 0.15), seed=0)[a.split] if a.split else data
+
+
+def _trainer_kwargs(a: argparse.Namespace, data) -> dict:
+    """Keyword arguments of the trainer from the command line (everything but data, out and progress)."""
+    kwargs: dict = {"seed": a.seed}
+    for attr, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("mismatch_weight", "mismatch_weight"),
+                      ("clip", "clip_path")):
+        if getattr(a, attr) is not None:
+            kwargs[key] = getattr(a, attr)
+    if a.minutes is not None:
+        kwargs["max_seconds"] = 60.0 * a.minutes
+    if a.init_from:
+        from .generators import load_generator
+
+        kwargs["init_from"] = load_generator(a.init_from)
+        if kwargs["init_from"].card.get("family") != a.model:
+            raise DataError(f"--init-from wants a {a.model} checkpoint; {a.init_from} is a {kwargs['init_from'].card.get('family')} model.")
+    if a.lesion_weights:
+        from .generators.diffusion import DiffusionConfig
+        from .phantom import lesion_weights
+
+        need = [c for c in ("anatomy_seed", "nodule", "effusion") if c not in data.metadata.columns]
+        if need:
+            raise DataError(f"--lesion-weights needs PhantomCXR patient metadata (the simulator re-draws the masks); "
+                            f"{a.data} lacks {need}.")
+        kwargs["pixel_weights"] = lesion_weights(data.metadata, size=DiffusionConfig().image_size, weights=_parse_weights(a.lesion_weights))
+    return kwargs
+
+
 @_train_args.register
 def _train(a: argparse.Namespace) -> int:
     import importlib
 
-    from .data import load_dataset
-
-    data = load_dataset(a.data, n=a.n) if str(a.data).lower() == "phantomcxr" else load_dataset(a.data)
+    _check_model_options(a)
+    data = _training_data(a)
     module, name = TRAINERS[a.model].split(":")
     trainer = getattr(importlib.import_module(module), name)
-    kwargs: dict = {"seed": a.seed}
-    if a.epochs is not None:
-        kwargs["epochs"] = a.epochs
-    if a.batch_size is not None:
-        if a.batch_size < 1:
-            raise DataError(f"--batch-size must be a positive number of images, got {a.batch_size}.")
-        kwargs["batch_size"] = a.batch_size
-    if a.model == "diffusion":
-        if a.minutes is not None:
-            kwargs["max_minutes"] = a.minutes
-        if a.clip is not None:
-            kwargs["clip_path"] = a.clip
-        if a.lr is not None:
-            kwargs["lr"] = a.lr
-        if a.init_from:
-            from .generators import load_generator
-
-            kwargs["init_from"] = load_generator(a.init_from)
-            if kwargs["init_from"].card.get("family") != "diffusion":
-                raise DataError(f"--init-from wants a diffusion checkpoint; {a.init_from} is a {kwargs['init_from'].card.get('family')} model.")
-        if a.lesion_weights:
-            from .generators.diffusion import DiffusionConfig
-            from .phantom import lesion_weights
-
-            need = [c for c in ("anatomy_seed", "nodule", "effusion") if c not in data.metadata.columns]
-            if need:
-                raise DataError(f"--lesion-weights needs PhantomCXR patient metadata (the simulator re-draws the masks); "
-                                f"{a.data} lacks {need}.")
-            kwargs["pixel_weights"] = lesion_weights(data.metadata, size=DiffusionConfig().image_size, weights=_parse_weights(a.lesion_weights))
-    elif a.init_from or a.lesion_weights or a.lr is not None:
-        raise DataError("--init-from, --lesion-weights and --lr apply to --model diffusion only.")
-    if a.model in ("vae", "gan", "classifier"):
-        kwargs["callback"] = _progress(f"training {a.model}")
-    else:
-        kwargs["callback"] = _log_progress(f"training {a.model}")
-    card = trainer(data, a.out, **kwargs)
+    kwargs = _trainer_kwargs(a, data)
+    progress = _TrainingProgress(f"training {a.model}")
+    _, card = trainer(data, a.out, callback=progress, log=progress.log, **kwargs)
     training = card.get("training") or {}
     seconds = training.get("seconds", training.get("time_seconds"))
-    print(f"wrote {a.out} ({a.model}, {len(data)} images" + (f", {seconds:.0f} s" if seconds else "") + ")")
+    print(f"wrote {a.out} ({a.model}, {len(data)} images" + (f", {seconds:.1f} s" if seconds else "") + f"), sha256 {card['sha256']}")
     return 0
 
 

@@ -56,8 +56,7 @@ def main() -> None:
     data = load_cohort(args.cache, args.n, args.seed)
     print(f"training on {len(data)} images", flush=True)
     t0 = time.time()
-    card = train_clip(data, args.out, epochs=args.epochs, seed=0,
-                      callback=lambda i: print(f"epoch {i['epoch']}/{i['epochs']} loss {i['loss']:.4f} {i['seconds']:.0f}s", flush=True))
+    _, card = train_clip(data, args.out, epochs=args.epochs, seed=0, log=lambda line: print(line, flush=True))
     print(json.dumps(card["metrics"], indent=1))
     print(f"total {time.time() - t0:.0f}s; size {os.path.getsize(args.out) / 1e6:.2f} MB" if args.out else "")
 

@@ -194,14 +194,13 @@ def main() -> None:
         pictures(DiffusionGenerator.from_checkpoint(load_checkpoint(args.out)), ev)
         return
     train = load_cohort(args.cache, args.n, args.seed, "train")
-    log = lambda i: print(f"step {i['step']} loss {i['loss']:.4f} {i['seconds']:.0f}s", flush=True)  # noqa: E731
     if not args.evaluate_only:
         from medsynth_explore.features.domain_clip import load_domain_clip
 
         first = DiffusionGenerator.from_checkpoint(load_checkpoint(args.init_from)) if args.init_from else None
-        card = train_diffusion(train, args.out, clip=load_domain_clip(args.clip), init_from=first, batch_size=args.batch_size,
-                               lr=args.lr, max_minutes=args.minutes, seed=args.train_seed, callback=log,
-                               pixel_weights=lesion_weights(train, args.nodule_weight, args.effusion_weight))
+        _, card = train_diffusion(train, args.out, clip=load_domain_clip(args.clip), init_from=first, batch_size=args.batch_size,
+                                  lr=args.lr, max_seconds=60.0 * args.minutes, seed=args.train_seed, log=lambda line: print(line, flush=True),
+                                  pixel_weights=lesion_weights(train, args.nodule_weight, args.effusion_weight))
         print("trained", card["training"]["total_steps"], "steps in", card["training"]["total_time_seconds"], "s", flush=True)
     ck = load_checkpoint(args.out)
     gen = DiffusionGenerator.from_checkpoint(ck)

@@ -13,9 +13,23 @@ The shipped checkpoints were made with::
     python scripts/train_shipped.py --model gan --epochs 9 --minutes 23 \
         --init-from /tmp/gan_run1.safetensors --mismatch-weight 1.0
 
-on PhantomCXR 1.1.0 (VAE 274 s; GAN 255 + 305 s; two threads). The first GAN
-run's SHA-256 and time are recorded under ``training.previous_runs`` in the
+on PhantomCXR 1.1.0 (VAE 274 s; GAN 255 + 305 s; one torch thread on two CPUs). The first
+GAN run's SHA-256 and time are recorded under ``training.previous_runs`` in the
 shipped card.
+
+The script trains through the command line, so the same runs are, without
+the release metrics and sample grids::
+
+    OMP_NUM_THREADS=1 medsynth train --model vae --data phantomcxr --n 8000 --split train --seed 0 \
+        --epochs 9 --minutes 23 --out phantomcxr-vae.safetensors
+    OMP_NUM_THREADS=1 medsynth train --model gan --data phantomcxr --n 8000 --split train --seed 0 \
+        --epochs 8 --minutes 26 --out /tmp/gan_run1.safetensors
+    OMP_NUM_THREADS=1 medsynth train --model gan --data phantomcxr --n 8000 --split train --seed 0 \
+        --epochs 9 --minutes 23 --init-from /tmp/gan_run1.safetensors --mismatch-weight 1.0 \
+        --out phantomcxr-gan.safetensors
+
+(the last two are the GAN's two-run recipe; the second records the first under
+``training.previous_runs``). The epochs, not the minutes, ended these runs.
 
 Data: the train split (70 %, patient-wise, split seed 0) of ``simulate(n,
 seed=0, size=64)``. Checkpoints go to ``medsynth_explore/assets/`` and sample
@@ -27,7 +41,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +59,16 @@ GRID_ROWS = [
 ]
 
 
-def training_data(n: int):
-    from medsynth_explore.phantom import simulate
-
-    ds = simulate(n, seed=0, size=64)
-    return ds.split((0.7, 0.15, 0.15), seed=0)["train"]
+def train_command(model: str, out: Path, n: int, epochs: int, minutes: float, init_from: Path | None = None,
+                  mismatch_weight: float | None = None) -> list[str]:
+    """The ``medsynth train`` arguments of one shipped run."""
+    argv = ["train", "--model", model, "--data", "phantomcxr", "--n", str(n), "--split", "train", "--seed", "0",
+            "--epochs", str(epochs), "--minutes", f"{minutes:g}", "--out", str(out)]
+    if init_from is not None:
+        argv += ["--init-from", str(init_from)]
+    if mismatch_weight is not None:
+        argv += ["--mismatch-weight", f"{mismatch_weight:g}"]
+    return argv
 
 
 def save_grid(gen, path: Path, cols: int = 8, seed: int = 0) -> None:
@@ -130,33 +148,28 @@ def main() -> None:
     ap.add_argument("--grids-only", action="store_true")
     ap.add_argument("--measure", action="store_true", help="write condition-effect metrics into the checkpoint's card")
     ap.add_argument("--init-from", type=Path, default=None, help="GAN only: start the generator from this checkpoint")
-    ap.add_argument("--mismatch-weight", type=float, default=0.5, help="GAN only: weight of the shuffled-condition negatives")
+    ap.add_argument("--mismatch-weight", type=float, default=None, help="GAN only: weight of the shuffled-condition negatives (default 0.5)")
     ap.add_argument("--physics-grid", type=Path, default=None, help="also draw the simulator's grid here, for comparison")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    from medsynth_explore.checkpoint import load_checkpoint
+    from medsynth_explore.cli import main as medsynth
     from medsynth_explore.generators import load_generator
 
     models = [args.model] if args.model else ([] if args.physics_grid and args.grids_only else ["vae", "gan"])
     for model in models:
         out = args.out or ROOT / "medsynth_explore" / "assets" / f"phantomcxr-{model}.safetensors"
         if not args.grids_only:
-            t = time.perf_counter()
-            data = training_data(args.n)
-            print(f"{model}: {len(data)} training images simulated in {time.perf_counter() - t:.0f}s", flush=True)
-            if model == "vae":
-                from medsynth_explore.generators.vae import train_vae
-
-                card = train_vae(data, out, epochs=args.epochs or 40, seed=0, max_seconds=args.minutes * 60, log=lambda s: print(s, flush=True))
-            else:
-                from medsynth_explore.generators.gan import train_gan
-
-                card = train_gan(data, out, epochs=args.epochs or 40, seed=0, max_seconds=args.minutes * 60, init_from=args.init_from,
-                                 mismatch_weight=args.mismatch_weight, log=lambda s: print(s, flush=True))
-            print(f"{model}: saved {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {card['sha256']}, "
-                  f"{card['training']['time_seconds']:.0f}s", flush=True)
+            argv = train_command(model, out, args.n, args.epochs or 40, args.minutes, args.init_from, args.mismatch_weight)
+            print("medsynth " + " ".join(argv), flush=True)
+            if medsynth(argv) != 0:
+                sys.exit(f"{model}: training failed")
+            ck = load_checkpoint(out)
+            print(f"{model}: saved {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {ck.sha256}, "
+                  f"{ck.card['training']['time_seconds']:.0f}s", flush=True)
         if args.measure or not args.grids_only:
             add_release_metrics(out)
         gen = load_generator(out)

@@ -58,8 +58,13 @@ def test_train_diffusion_continues_a_checkpoint_with_lesion_weights(tmp_path, ca
     from medsynth_explore.generators.diffusion import DEFAULT_DIFFUSION_PATH
 
     out = tmp_path / "more.safetensors"
-    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--init-from", "x"]) == 2
+    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--lr", "0.1",
+                 "--lesion-weights", "nodule=30"]) == 2
     assert "apply to --model diffusion only" in capsys.readouterr().err
+    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--init-from", "x"]) == 2
+    assert "--init-from applies to --model diffusion or gan only" in capsys.readouterr().err
+    assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--epochs", "2"]) == 2
+    assert "--epochs does not apply to --model diffusion" in capsys.readouterr().err
     assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--batch-size", "0"]) == 2
     assert "--batch-size must be a positive" in capsys.readouterr().err
     assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "8", "--out", str(out),
@@ -80,16 +85,44 @@ def test_train_diffusion_continues_a_checkpoint_with_lesion_weights(tmp_path, ca
     assert card["training"]["total_steps"] == card["training"]["steps"] + shipped["training"]["total_steps"]
 
 
-def test_dict_progress_prints_a_line_every_interval(capsys):
-    from medsynth_explore.cli import _log_progress
+def test_training_progress_prints_a_line_every_interval(capsys):
+    from medsynth_explore.cli import _TrainingProgress
+    from medsynth_explore.generators._training import TrainingLoop
 
-    cb = _log_progress("training diffusion", every_s=30)
-    for step, sec in ((50, 5.0), (100, 20.0), (150, 36.0), (200, 50.0), (250, 70.0)):
-        assert cb({"step": step, "loss": 0.05, "seconds": sec}) is True
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731
+    at = {50: 5.0, 100: 20.0, 150: 36.0, 200: 50.0, 250: 70.0}  # seconds into the run at these steps
+
+    def step():
+        now[0] = at.get(loop.step + 1, now[0])
+        return 0.05
+
+    cb = _TrainingProgress("training diffusion", every_s=30, clock=clock)
+    loop = TrainingLoop(250, callback=cb, log=cb.log, clock=clock)
+    loop.run_steps(step, every=50, summary=lambda s, m: ([s, m["loss"]], f"loss {m['loss']:.4f}"))
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == ["training diffusion: step 50, loss 0.0500, 5 s", "training diffusion: step 150, loss 0.0500, 36 s",
                      "training diffusion: step 250, loss 0.0500, 70 s"]
-    cb = _log_progress("training clip", every_s=1e9)
-    cb({"epoch": 1, "epochs": 2, "loss": 1.0, "seconds": 1.0})
-    cb({"epoch": 2, "epochs": 2, "loss": 0.5, "seconds": 2.0})  # the last epoch always prints
-    assert capsys.readouterr().err.count("epoch") == 2
+    cb = _TrainingProgress("training clip", every_s=1e9, clock=clock)
+    loop = TrainingLoop(4, callback=cb, log=cb.log, clock=clock)
+    loop.run_epochs(2, lambda epoch: [0, 1], lambda batch: 1.0, lambda e, m: (m["loss"], f"loss {m['loss']:.4f}"))
+    assert capsys.readouterr().err.count("epoch") == 2  # the first and the last epoch always print
+
+
+def test_train_gan_continues_a_checkpoint_with_a_mismatch_weight(tmp_path, capsys):
+    from medsynth_explore.checkpoint import load_checkpoint
+
+    first, second = tmp_path / "run1.safetensors", tmp_path / "run2.safetensors"
+    common = ["train", "--model", "gan", "--data", "phantomcxr", "--n", "24", "--split", "train", "--epochs", "1", "--batch-size", "8"]
+    assert main([*common, "--out", str(first)]) == 0
+    run1 = load_checkpoint(first)
+    assert "(weight 0.5)" in run1.card["training"]["loss"] and run1.card["training_data"]["split"] == "train"
+    assert run1.sha256 in capsys.readouterr().out
+    assert main([*common, "--out", str(second), "--init-from", str(first), "--mismatch-weight", "1.0", "--seed", "1"]) == 0
+    tr = load_checkpoint(second).card["training"]
+    assert tr["initialised_from"] == run1.sha256 and "(weight 1.0)" in tr["loss"] and tr["seed"] == 1
+    assert tr["previous_runs"][0]["sha256"] == run1.sha256 and tr["previous_runs"][0]["steps"] == run1.card["training"]["steps"]
+    assert main([*common, "--out", str(second), "--init-from", "phantomcxr-physics"]) == 2
+    assert "wants a gan checkpoint" in capsys.readouterr().err
+    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(second), "--mismatch-weight", "1"]) == 2
+    assert "--mismatch-weight applies to --model gan only" in capsys.readouterr().err

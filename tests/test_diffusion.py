@@ -198,10 +198,12 @@ def test_train_save_load_round_trip(tmp_path, gen):
     from medsynth_explore.generators import load_generator
 
     out = tmp_path / "d.safetensors"
-    info = []
-    card = dm.train_diffusion(_toy_data(), out, steps=60, max_minutes=None, seed=0, config=dm._tiny_config(),
-                              batch_size=4, clip=gen.clip, callback=info.append)
-    assert card["training"]["steps"] == 60 and [i["step"] for i in info] == [50]
+    seen = []
+    model, card = dm.train_diffusion(_toy_data(), out, steps=60, max_seconds=None, seed=0, config=dm._tiny_config(),
+                                     batch_size=4, clip=gen.clip, callback=lambda d, t: seen.append((d, t)))
+    # the loss is recorded every 50 steps; progress is reported after every step
+    assert card["training"]["steps"] == 60 and [i[0] for i in card["training"]["loss_history"]] == [50]
+    assert seen[0] == (0, 60) and seen[-1] == (60, 60) and len(seen) == 61
     assert card["training"]["time_seconds"] > 0
     assert card["training"]["total_steps"] == 60 and card["training"]["total_time_seconds"] == card["training"]["time_seconds"]
     assert card["training_data"]["condition_distribution"]["n"] == 8
@@ -210,38 +212,52 @@ def test_train_save_load_round_trip(tmp_path, gen):
     assert isinstance(loaded, dm.DiffusionGenerator)
     assert set(loaded.capabilities) == {"conditions", "text", "inpaint", "guidance", "steps"}
     a = loaded.sample(2, conditions=COND, prompt="Left pleural effusion.", seed=0, steps=2).images
-    b = dm.train_diffusion.last_model.sample(2, conditions=COND, prompt="Left pleural effusion.", seed=0, steps=2).images
+    b = model.sample(2, conditions=COND, prompt="Left pleural effusion.", seed=0, steps=2).images
     np.testing.assert_allclose(a, b, atol=2e-2)  # fp16 storage of the text encoder
+    assert model.sha256 == card["sha256"] == load_checkpoint(out).sha256
     assert load_checkpoint(out).card["family"] == "diffusion"
 
 
 def test_train_is_seeded_and_cancellable(gen):
-    a = dm.train_diffusion(_toy_data(), None, steps=3, max_minutes=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
-    wa = [p.detach().clone() for p in dm.train_diffusion.last_model.net.parameters()]
-    dm.train_diffusion(_toy_data(), None, steps=3, max_minutes=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
-    wb = list(dm.train_diffusion.last_model.net.parameters())
+    model_a, a = dm.train_diffusion(_toy_data(), None, steps=3, max_seconds=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    wa = [p.detach().clone() for p in model_a.net.parameters()]
+    model_b, _ = dm.train_diffusion(_toy_data(), None, steps=3, max_seconds=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    wb = list(model_b.net.parameters())
     assert all(torch.equal(x, y) for x, y in zip(wa, wb))
     assert a["capabilities"] == ["conditions", "guidance", "steps", "inpaint"]
     with pytest.raises(CancelledError):
-        dm.train_diffusion(_toy_data(), None, steps=100, max_minutes=None, config=dm._tiny_config(), batch_size=4,
-                           clip=False, callback=lambda info: False)
+        dm.train_diffusion(_toy_data(), None, steps=100, max_seconds=None, config=dm._tiny_config(), batch_size=4,
+                           clip=False, callback=lambda done, total: False)
     with pytest.raises(DataError, match="age"):
         dm.train_diffusion(ImageSet(np.zeros((4, 1, 64, 64), np.float32)), None, steps=1, clip=False)
 
 
+def test_time_budget_in_seconds_and_the_deprecated_minutes():
+    kw = dict(steps=5, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    _, card = dm.train_diffusion(_toy_data(), None, max_seconds=0, **kw)
+    assert card["training"]["steps"] == 1 and card["training"]["max_seconds"] == 0  # the first step always runs
+    with pytest.warns(DeprecationWarning, match="max_seconds"):
+        _, card = dm.train_diffusion(_toy_data(), None, max_minutes=None, **kw)
+    assert card["training"]["steps"] == 5 and card["training"]["max_seconds"] is None
+    with pytest.warns(DeprecationWarning), pytest.raises(DataError, match="not both"):
+        dm.train_diffusion(_toy_data(), None, max_minutes=1, max_seconds=5, **kw)
+    with pytest.raises(DataError, match="max_seconds"):
+        dm.train_diffusion(_toy_data(), None, max_seconds=-1, **kw)
+
+
 def test_pixel_weights_weight_the_loss_and_are_checked():
     data = _toy_data()
-    kw = dict(steps=3, max_minutes=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
-    dm.train_diffusion(data, None, **kw)
-    plain = [p.detach().clone() for p in dm.train_diffusion.last_model.net.parameters()]
+    kw = dict(steps=3, max_seconds=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    model, _ = dm.train_diffusion(data, None, **kw)
+    plain = [p.detach().clone() for p in model.net.parameters()]
     ones = np.ones((len(data), 1, 64, 64), np.float32)
-    card = dm.train_diffusion(data, None, pixel_weights=ones, **kw)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, dm.train_diffusion.last_model.net.parameters()))
+    model, card = dm.train_diffusion(data, None, pixel_weights=ones, **kw)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, model.net.parameters()))
     assert card["training"]["pixel_weights"] == {"mean": 1.0, "max": 1.0}
     lesion = ones.copy()
     lesion[:, :, 20:30, 20:30] = 50.0  # a weighted region changes what is learned
-    dm.train_diffusion(data, None, pixel_weights=lesion, **kw)
-    assert not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, dm.train_diffusion.last_model.net.parameters()))
+    model, _ = dm.train_diffusion(data, None, pixel_weights=lesion, **kw)
+    assert not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, model.net.parameters()))
     with pytest.raises(DataError, match="shape"):
         dm.train_diffusion(data, None, pixel_weights=ones[:, :, :32], **kw)
     bad = ones.copy()

@@ -111,10 +111,11 @@ def test_train_clip_learns_toy_pairs_and_writes_card(tmp_path):
     torch.set_num_threads(1)
     data = _toy_set(48)
     out = tmp_path / "c.safetensors"
-    seen = []
-    card = dc.train_clip(data, out, epochs=8, seed=0, config=dc.tiny_config(), batch_size=16, lr=3e-3,
-                         val_fraction=0.25, callback=seen.append)
-    assert [i["epoch"] for i in seen] == list(range(1, 9))
+    seen, lines = [], []
+    _, card = dc.train_clip(data, out, epochs=8, seed=0, config=dc.tiny_config(), batch_size=16, lr=3e-3,
+                            val_fraction=0.25, callback=lambda d, t: seen.append((d, t)), log=lines.append)
+    assert [int(line.split("/")[0].split()[1]) for line in lines] == list(range(1, 9))
+    assert seen[0] == (0, 16) and seen[-1] == (16, 16)  # 36 training images: 2 steps of 16 per epoch
     assert card["family"] == "clip" and card["training"]["time_seconds"] > 0
     m = card["metrics"]["heldout"]
     assert m["n_images"] == 12 and 0 <= m["retrieval_top1"] <= 1
@@ -129,10 +130,10 @@ def test_train_clip_learns_toy_pairs_and_writes_card(tmp_path):
 
 def test_train_clip_is_seeded():
     data = _toy_set(16)
-    a = dc.train_clip(data, None, epochs=1, seed=5, config=dc.tiny_config(), batch_size=8, val_fraction=0)
-    za = dc.train_clip.last_model.encode_text(TEXTS)
-    b = dc.train_clip(data, None, epochs=1, seed=5, config=dc.tiny_config(), batch_size=8, val_fraction=0)
-    zb = dc.train_clip.last_model.encode_text(TEXTS)
+    clip_a, a = dc.train_clip(data, None, epochs=1, seed=5, config=dc.tiny_config(), batch_size=8, val_fraction=0)
+    za = clip_a.encode_text(TEXTS)
+    clip_b, b = dc.train_clip(data, None, epochs=1, seed=5, config=dc.tiny_config(), batch_size=8, val_fraction=0)
+    zb = clip_b.encode_text(TEXTS)
     np.testing.assert_array_equal(za, zb)
     assert a["training"]["loss_history"] == b["training"]["loss_history"]
 
@@ -142,7 +143,7 @@ def test_train_clip_bad_input_and_cancel():
         dc.train_clip(ImageSet(np.zeros((8, 1, 8, 8), np.float32)), None, epochs=1, config=dc.tiny_config())
     with pytest.raises(CancelledError):
         dc.train_clip(_toy_set(16), None, epochs=3, config=dc.tiny_config(), batch_size=8, val_fraction=0,
-                      callback=lambda info: False)
+                      callback=lambda done, total: False)
 
 
 @pytest.mark.skipif(not dc.DEFAULT_CLIP_PATH.is_file(), reason="shipped domain CLIP not present")

@@ -244,6 +244,32 @@ def test_models_without_inpaint_raise_capability_error():
         g.inpaint(np.zeros((8, 8)), np.ones((8, 8)))
 
 
+def test_inpaint_runs_the_same_batch_loop_and_passes_the_image_metadata_to_resolve():
+    class Painter(NoiseGen):
+        contexts: list = []
+
+        def _resolve(self, n, conditions, prompts, seed, context=None):
+            self.contexts.append(context)
+            return super()._resolve(n, conditions, prompts, seed, context=context)
+
+        def _inpaint(self, images, masks, cond_table, rng_seed, steps, guidance, prompts):
+            return self._generate(cond_table, rng_seed, steps, guidance, prompts)
+
+    g = Painter(dict(_noise_gen().card, capabilities=["conditions", "inpaint"]))
+    src = g.sample(5, seed=0, conditions={"age": 30})
+    mask = np.zeros((8, 8))
+    mask[:4] = 1
+    seen = []
+    out = g.inpaint(src, mask, conditions={"sex": "M"}, seed=1, batch_size=2, callback=lambda d, t: seen.append((d, t)))
+    assert g.contexts[0] is None and g.contexts[1] is src.metadata
+    assert seen == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    np.testing.assert_array_equal(out.images[:, :, 4:], src.images[:, :, 4:])
+    assert (out.metadata["age"] == 30).all() and (out.metadata["sex"] == "M").all() and (out.metadata["mask_fraction"] == 0.5).all()
+    assert out.provenance["sampler"] == "inpaint:" + src.provenance["sampler"] and "requested_conditions" not in out.provenance
+    with pytest.raises(CancelledError, match="inpainting cancelled by the progress callback after 2 of 5"):
+        g.inpaint(src, mask, seed=1, batch_size=2, callback=lambda d, t: d < 2)
+
+
 # -- physics generator ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def physics():

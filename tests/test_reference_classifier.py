@@ -15,9 +15,14 @@ from medsynth_explore.phantom import FINDINGS, Population, simulate
 
 def test_train_save_load_round_trip(tmp_path):
     data = simulate(64, seed=1, size=32)
-    card = train_reference_classifier(data, tmp_path / "c.safetensors", epochs=1, width=4, image_size=32, batch_size=16)
+    seen = []
+    trained, card = train_reference_classifier(data, tmp_path / "c.safetensors", epochs=1, width=4, image_size=32, batch_size=16,
+                                               callback=lambda d, t: seen.append((d, t)))
     assert card["family"] == "classifier" and card["training_data"]["size"] == 64
+    assert card["training"]["seconds"] > 0 and seen[0][0] == 0 and seen[-1][0] == seen[-1][1] > 0
     clf = ReferenceClassifier(tmp_path / "c.safetensors")
+    assert trained.sha256 == clf.sha256 == card["sha256"]
+    assert trained.predict(data.images[:5]).equals(clf.predict(data.images[:5]))
     a, b = clf.predict(data.images[:5]), clf.predict(data.images[:5])
     assert list(a.columns) == list(TARGETS) and a.equals(b)
     assert ((a.drop(columns="age") >= 0) & (a.drop(columns="age") <= 1)).all().all()

@@ -25,14 +25,14 @@ def data():
 @pytest.fixture(scope="module")
 def vae_file(data, tmp_path_factory):
     p = tmp_path_factory.mktemp("vae") / "vae.safetensors"
-    card = train_vae(data, p, seed=0, **TINY_VAE)
+    _, card = train_vae(data, p, seed=0, **TINY_VAE)
     return p, card
 
 
 @pytest.fixture(scope="module")
 def gan_file(data, tmp_path_factory):
     p = tmp_path_factory.mktemp("gan") / "gan.safetensors"
-    card = train_gan(data, p, seed=0, **TINY_GAN)
+    _, card = train_gan(data, p, seed=0, **TINY_GAN)
     return p, card
 
 
@@ -72,9 +72,11 @@ def test_saved_model_loads_back_with_identical_samples(which, vae_file, gan_file
     assert (a.metadata["effusion"] == 1).all() and (a.metadata["sex"] == "F").all()
 
 
-def test_same_training_seed_same_weights(data, tmp_path, vae_file):
-    card = train_vae(data, tmp_path / "again.safetensors", seed=0, **TINY_VAE)
+def test_same_training_seed_same_weights(data, tmp_path, vae_file, gan_file):
+    _, card = train_vae(data, tmp_path / "again.safetensors", seed=0, **TINY_VAE)
     assert card["weights_digest"] == vae_file[1]["weights_digest"]
+    _, again = train_gan(data, tmp_path / "again_gan.safetensors", seed=0, **TINY_GAN)
+    assert again["weights_digest"] == gan_file[1]["weights_digest"]
 
 
 @pytest.mark.parametrize("which", ["vae", "gan"])
@@ -170,7 +172,82 @@ def test_shipped_checkpoint_loads_and_samples(name):
 
 def test_gan_can_start_from_a_checkpoint(data, gan_file, tmp_path):
     p, card = gan_file
-    out = train_gan(data, tmp_path / "more.safetensors", seed=1, init_from=p, **TINY_GAN)
+    _, out = train_gan(data, tmp_path / "more.safetensors", seed=1, init_from=p, mismatch_weight=1.0, **TINY_GAN)
     assert out["training"]["initialised_from"] == card["sha256"]
+    # the first run is recorded, so the two-run recipe can be rebuilt from the card
+    first = out["training"]["previous_runs"][0]
+    assert first["sha256"] == card["sha256"] and first["steps"] == card["training"]["steps"] and "(weight 0.5)" in first["loss"]
+    assert "(weight 1.0)" in out["training"]["loss"]
+    assert out["training"]["total_time_seconds"] >= out["training"]["time_seconds"] > 0
+    # a loaded GANGenerator starts a run as its file does
+    _, same = train_gan(data, tmp_path / "same.safetensors", seed=1, init_from=load_generator(p), mismatch_weight=1.0, **TINY_GAN)
+    assert same["weights_digest"] == out["weights_digest"]
     with pytest.raises(CheckpointError, match="not a GAN with architecture"):
         train_gan(data, tmp_path / "bad.safetensors", seed=1, init_from=p, **dict(TINY_GAN, width=8))
+
+
+# -- the shared training loop ---------------------------------------------------------------------
+def test_time_budget_stops_after_the_epoch_that_passes_it(data, tmp_path):
+    _, card = train_vae(data, tmp_path / "short.safetensors", seed=0, max_seconds=0, **dict(TINY_VAE, epochs=3))
+    tr = card["training"]
+    assert tr["epochs"] == 1 and tr["epochs_planned"] == 3 and tr["steps"] == 3 and len(tr["history"]) == 1
+    with pytest.raises(DataError, match="max_seconds"):
+        train_gan(data, tmp_path / "x.safetensors", max_seconds=-1, **TINY_GAN)
+
+
+def test_training_loop_budget_history_log_and_cancel():
+    from medsynth_explore.generators._training import TrainingLoop
+
+    now = [0.0]
+    lines, seen = [], []
+
+    def step(batch):
+        now[0] += 4.0  # each step takes 4 s on the fake clock
+        return {"loss": float(batch), "other": 1.0}
+
+    loop = TrainingLoop(12, callback=lambda d, t: seen.append((d, t)), max_seconds=10, log=lines.append, clock=lambda: now[0])
+    history = loop.run_epochs(4, lambda epoch: [1, 2, 3], step, lambda e, m: ((e, m["loss"], m["other"]), f"loss {m['loss']:.1f}"))
+    # epoch 1 ends at 12 s > 10 s: the budget stops the run there
+    assert loop.epochs == 1 and loop.step == 3 and history == [(1, 2.0, 1.0)]
+    assert seen == [(0, 12), (1, 12), (2, 12), (3, 12)] and lines == ["epoch 1/4: loss 2.0, 12 s"]
+    loop = TrainingLoop(100, clock=lambda: now[0])
+    assert loop.run_steps(lambda: 0.5, every=40, summary=lambda s, m: ([s, m["loss"]], "")) == [[40, 0.5], [80, 0.5]]
+    assert loop.step == 100
+    loop = TrainingLoop(5, callback=lambda d, t: d < 2)
+    with pytest.raises(CancelledError, match="after 2 of 5"):
+        loop.run_steps(lambda: 0.0)
+
+
+def test_durations_are_never_rounded_to_zero():
+    from medsynth_explore.generators._training import duration
+
+    assert duration(0.00004) > 0 and duration(0.04) == 0.04 and duration(273.98) == 274.0
+
+
+def test_parameter_average_formulas_agree():
+    from medsynth_explore.generators._training import ParameterEMA
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    a = ParameterEMA(net, 0.9, formula="lerp")
+    b = ParameterEMA(net, 0.9, formula="mul_add", buffers_each_update=False)
+    for _ in range(5):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        net.train()(torch.randn(8, 3))
+        a.update()
+        b.update()
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a.model.parameters(), b.model.parameters()))
+    assert torch.equal(a.model[1].running_mean, net[1].running_mean)  # copied at every update
+    assert not torch.equal(b.model[1].running_mean, net[1].running_mean)
+    b.copy_buffers()
+    assert torch.equal(b.model[1].running_mean, net[1].running_mean)
+    assert not any(p.requires_grad for p in a.model.parameters())
+
+
+def test_trained_generator_is_the_saved_one(data, tmp_path):
+    out = tmp_path / "v.safetensors"
+    gen, card = train_vae(data, out, seed=0, **TINY_VAE)
+    assert isinstance(gen, VAEGenerator) and gen.sha256 == card["sha256"] and gen.path == str(out)
+    np.testing.assert_array_equal(gen.sample(3, seed=1).images, load_generator(out).sample(3, seed=1).images)

@@ -26,15 +26,17 @@ Examples
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CancelledError, CheckpointError, ConditionError, DataError, FeatureError
+from ..errors import CheckpointError, ConditionError, DataError, FeatureError
+
+if TYPE_CHECKING:
+    from ..generators._training import TrainingResult
 
 __all__ = [
     "CLIPConfig",
@@ -636,7 +638,7 @@ def train_clip(
     out: str | Path | None,
     epochs: int = 30,
     seed: int = 0,
-    callback: Callable[[dict], Any] | None = None,
+    callback: Callable[[int, int], Any] | None = None,
     config: CLIPConfig | None = None,
     batch_size: int = 64,
     lr: float = 5e-4,
@@ -644,7 +646,10 @@ def train_clip(
     name: str = "phantomcxr-clip",
     label_columns: Sequence[str] | None = None,
     label_weight: float = 1.0,
-) -> dict:
+    *,
+    max_seconds: float | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> TrainingResult:
     """Train a domain CLIP contrastively on image-report pairs.
 
     The target of each image (and each report) is a distribution over the
@@ -667,10 +672,9 @@ def train_clip(
         Passes over the training part.
     seed : int
         Seed of the split, initialisation, shuffling and augmentation.
-    callback : callable, optional
-        ``callback(info)`` after each epoch with keys ``epoch``, ``epochs``,
-        ``loss``, ``seconds``; returning ``False`` cancels (raises
-        :class:`CancelledError`).
+    callback : callable(done_steps, total_steps), optional
+        Called after every step; returning ``False`` cancels (raises
+        :class:`~medsynth_explore.errors.CancelledError`; nothing is saved).
     config : CLIPConfig, optional
         Architecture (default :func:`default_config`).
     batch_size, lr : training hyperparameters (AdamW, cosine schedule, warm-up).
@@ -683,14 +687,19 @@ def train_clip(
         :data:`FINDING_PROMPTS` present). Pass ``[]`` for pure image-report pairs.
     label_weight : float
         Weight of same-findings pairs in the soft targets (0 disables them).
+    max_seconds : float, optional
+        Stop after the first epoch that ends past this wall-clock budget; the
+        card records the epochs actually run.
+    log : callable(str), optional
+        Receives one line per epoch with the mean loss.
 
     Returns
     -------
-    dict
-        The model card (``card["metrics"]`` holds held-out retrieval and
-        zero-shot AUROC; ``card["training"]["time_seconds"]`` the time). The
-        trained model is in ``card`` only by reference: load it back with
-        :func:`load_domain_clip`, or use ``train_clip.last_model``.
+    TrainingResult
+        ``(clip, card)``: the trained :class:`DomainCLIP` (loaded back from
+        ``out`` when written) and its model card: ``card["metrics"]`` holds
+        held-out retrieval and zero-shot AUROC, ``card["training"]["time_seconds"]``
+        the time, and ``card["sha256"]`` the file's SHA-256 when written.
 
     Examples
     --------
@@ -699,90 +708,61 @@ def train_clip(
     >>> rng = np.random.default_rng(0)
     >>> ds = ImageSet(rng.random((16, 1, 32, 32)).astype(np.float32),
     ...               pd.DataFrame({"report": ["effusion", "normal"] * 8}))
-    >>> card = train_clip(ds, None, epochs=1, config=tiny_config(), batch_size=8)
-    >>> card["family"], card["training"]["epochs"]
-    ('clip', 1)
+    >>> clip, card = train_clip(ds, None, epochs=1, config=tiny_config(), batch_size=8)
+    >>> card["family"], card["training"]["epochs"], clip.dim == card["architecture"]["embed_dim"]
+    ('clip', 1, True)
     """
     import torch
 
+    from ..generators._training import TrainingLoop, TrainingResult, epoch_batches, out_path, run_record, save_and_reload
+
     if len(data) < 4:
         raise DataError(f"training the domain CLIP needs at least 4 images; got {len(data)}.")
+    out = out_path(out) if out is not None else None
     reports = _report_column(data)
     config = config or default_config()
     split = data.split({"train": 1 - val_fraction, "val": val_fraction}, seed=seed) if val_fraction > 0 else {"train": data}
     train, val = split["train"], split.get("val")
-    tr_reports = _report_column(train)
     clip = DomainCLIP.from_config(config, reports, seed=seed)
     model = clip.model.train()
-
-    t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    x_all = clip.preprocess(train.images)[:, :1]  # normalised single channel, expanded per batch
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ids_all = clip.tokenizer(tr_reports, truncate=True)
-    if caught:
-        warnings.warn(f"{len(caught)} training reports are longer than the context length "
-                      f"{config.context_length} and were clamped.", stacklevel=2)
-    _, rep_code = np.unique(np.asarray(tr_reports, dtype=object).astype(str), return_inverse=True)
-    rep_code = torch.as_tensor(rep_code)
-    label_cols = [c for c in (label_columns if label_columns is not None else FINDING_PROMPTS) if c in train.metadata.columns]
-    if label_cols and label_weight > 0:
-        lab = train.metadata[label_cols].fillna(0).to_numpy(float)
-        _, lab_code = np.unique(lab, axis=0, return_inverse=True)
-        lab_code = torch.as_tensor(lab_code.ravel())
-    else:
-        lab_code = None
+    x_all, ids_all, rep_code, lab_code, label_cols = _clip_training_tensors(clip, train, label_columns, label_weight)
     n = len(x_all)
     bs = min(batch_size, n)
-    steps_per_epoch = max(1, n // bs)
-    total = epochs * steps_per_epoch
-    decay, no_decay = [], []
-    for pname, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "embedding" in pname or "logit_scale" in pname else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
-    warm = max(1, total // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
-    )
-    history = []
-    step = 0
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        losses = []
-        for b in range(steps_per_epoch):
-            idx = perm[b * bs : (b + 1) * bs]
-            x = _augment(x_all[idx] * DomainCLIP.std + DomainCLIP.mean, gen)
-            x = ((x - DomainCLIP.mean) / DomainCLIP.std).expand(-1, 3, -1, -1)
-            zi = model.encode_image(x, normalize=True)
-            zt = model.encode_text(ids_all[idx], normalize=True)
-            logits = model.logit_scale.exp() * zi @ zt.T
-            same = (rep_code[idx][:, None] == rep_code[idx][None, :]).float()
-            if lab_code is not None:
-                same_lab = (lab_code[idx][:, None] == lab_code[idx][None, :]).float()
-                same = torch.maximum(same, label_weight * same_lab)
-            target = same / same.sum(1, keepdim=True)
-            loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean() + torch.sum(-target * logits.T.log_softmax(1), 1).mean())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            losses.append(float(loss.detach()))
-            step += 1
-        info = {"epoch": epoch + 1, "epochs": epochs, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0}
-        history.append(round(info["loss"], 4))
-        if callback is not None and callback(info) is False:
-            raise CancelledError(f"CLIP training cancelled after epoch {epoch + 1} of {epochs}.")
-    seconds = time.perf_counter() - t0
+    total = epochs * max(1, n // bs)
+    opt, sched = _clip_optimizer(model, lr, total)
+    loop = TrainingLoop(total, callback, max_seconds, log, what="CLIP training")
+
+    def step(idx):
+        x = _augment(x_all[idx] * DomainCLIP.std + DomainCLIP.mean, gen)
+        x = ((x - DomainCLIP.mean) / DomainCLIP.std).expand(-1, 3, -1, -1)
+        zi = model.encode_image(x, normalize=True)
+        zt = model.encode_text(ids_all[idx], normalize=True)
+        logits = model.logit_scale.exp() * zi @ zt.T
+        same = (rep_code[idx][:, None] == rep_code[idx][None, :]).float()
+        if lab_code is not None:
+            same_lab = (lab_code[idx][:, None] == lab_code[idx][None, :]).float()
+            same = torch.maximum(same, label_weight * same_lab)
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean() + torch.sum(-target * logits.T.log_softmax(1), 1).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        return float(loss.detach())
+
+    history = loop.run_epochs(epochs, lambda epoch: epoch_batches(n, bs, gen), step,
+                              lambda epoch, m: (round(m["loss"], 4), f"loss {m['loss']:.4f}"))
+    record = run_record(loop, int(seed))
     model.eval()
     # round-trip through fp16, as stored, before measuring
     for p in model.parameters():
         p.data = p.data.half().float()
 
     metrics = evaluate_clip(clip, val) if val is not None and len(val) >= 2 else {}
-    from ..checkpoint.card import machine_description, new_card
+    from ..checkpoint.card import new_card
 
     prov = dict(getattr(data, "provenance", {}) or {})
     counts = {c: int(data.metadata[c].sum()) for c in FINDING_PROMPTS if c in data.metadata.columns}
@@ -802,12 +782,11 @@ def train_clip(
             "val_size": int(len(val)) if val is not None else 0, "counts": counts,
         },
         training={
-            "epochs": int(epochs), "steps": int(step), "batch_size": int(bs), "lr": float(lr), "optimizer": "AdamW(0.9, 0.98), wd 0.1",
+            "epochs": loop.epochs, "epochs_planned": int(epochs), "steps": loop.step, "batch_size": int(bs), "lr": float(lr),
+            "optimizer": "AdamW(0.9, 0.98), wd 0.1",
             "schedule": "linear warm-up 5% then cosine", "augmentation": "shift <= 2 px, gain +-10%, bias +-0.05",
             "loss": "symmetric InfoNCE with soft targets: identical reports, and reports of the same findings with weight label_weight",
-            "label_columns": label_cols, "label_weight": float(label_weight),
-            "seed": int(seed), "time_seconds": round(seconds, 1), "machine": machine_description(),
-            "torch_threads": int(torch.get_num_threads()), "loss_history": history,
+            "label_columns": label_cols, "label_weight": float(label_weight), **record, "loss_history": history,
         },
         sampler_defaults={},
         capabilities=["image_features", "text_features"],
@@ -820,7 +799,44 @@ def train_clip(
         metrics={"heldout": metrics},
     )
     clip.card = card
-    train_clip.last_model = clip
-    if out is not None:
-        clip.save(out, card)
-    return card
+    if out is None:
+        return TrainingResult(clip, card)
+    ck, card = save_and_reload(out, clip.state_tensors(), card)
+    return TrainingResult(DomainCLIP.from_tensors(ck.tensors, ck.card), card)
+
+
+def _clip_training_tensors(clip: DomainCLIP, train, label_columns, label_weight: float) -> tuple:
+    """Normalised single-channel images, token ids, report codes and (optional) same-findings codes of the training part."""
+    import torch
+
+    tr_reports = _report_column(train)
+    x_all = clip.preprocess(train.images)[:, :1]  # normalised single channel, expanded per batch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids_all = clip.tokenizer(tr_reports, truncate=True)
+    if caught:
+        warnings.warn(f"{len(caught)} training reports are longer than the context length "
+                      f"{clip.config.context_length} and were clamped.", stacklevel=3)
+    _, rep_code = np.unique(np.asarray(tr_reports, dtype=object).astype(str), return_inverse=True)
+    label_cols = [c for c in (label_columns if label_columns is not None else FINDING_PROMPTS) if c in train.metadata.columns]
+    lab_code = None
+    if label_cols and label_weight > 0:
+        lab = train.metadata[label_cols].fillna(0).to_numpy(float)
+        _, codes = np.unique(lab, axis=0, return_inverse=True)
+        lab_code = torch.as_tensor(codes.ravel())
+    return x_all, ids_all, torch.as_tensor(rep_code), lab_code, label_cols
+
+
+def _clip_optimizer(model, lr: float, total: int) -> tuple:
+    """AdamW (no weight decay on gains, biases, embeddings and the logit scale) with a 5 % warm-up and cosine decay."""
+    import torch
+
+    decay, no_decay = [], []
+    for pname, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in pname or "logit_scale" in pname else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    warm = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+    )
+    return opt, sched

@@ -13,15 +13,17 @@ The shipped checkpoint is ``assets/phantomcxr-classifier.safetensors``;
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CheckpointError, DataError
 from .base import to_image_array
+
+if TYPE_CHECKING:
+    from ..generators._training import TrainingResult
 
 __all__ = ["ReferenceClassifier", "train_reference_classifier", "CLASSIFIER_ASSET", "TARGETS"]
 
@@ -199,7 +201,10 @@ def train_reference_classifier(
     lr: float = 2e-3,
     augment: bool = True,
     callback: Callable[[int, int], Any] | None = None,
-) -> dict:
+    *,
+    max_seconds: float | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> TrainingResult:
     """Train the reference classifier on real images with labels and save it.
 
     Parameters
@@ -216,18 +221,28 @@ def train_reference_classifier(
         (:data:`AUGMENT`) so that the judge is not fooled by smoothing or
         noise. The card's ``metrics`` also hold the held-out scores on
         blurred (sigma 0.8 px) and noisy (std 0.03) images.
+    callback : callable(done_steps, total_steps), optional
+        Called after every step; returning ``False`` cancels (raises
+        :class:`~medsynth_explore.errors.CancelledError`; nothing is saved).
+    max_seconds : float, optional
+        Stop after the first epoch that ends past this wall-clock budget; the
+        card records the epochs actually run.
+    log : callable(str), optional
+        Receives one line per epoch with the mean loss.
 
     Returns
     -------
-    dict
-        The model card.
+    TrainingResult
+        ``(classifier, card)``: the :class:`ReferenceClassifier` loaded back
+        from ``out``, and its model card plus ``"sha256"`` of the file.
     """
     import torch
     import torch.nn.functional as F
 
-    from ..checkpoint import machine_description, new_card, save_checkpoint
-    from ..generators.base import check_callback
+    from ..checkpoint import machine_description, new_card
+    from ..generators._training import TrainingLoop, TrainingResult, duration, epoch_batches, out_path, save_and_reload
 
+    out = out_path(out)
     parts = data.split({"train": 0.85, "val": 0.15}, seed=seed)
     tr, va = parts["train"], parts["val"]
     xt, yt = _prepare(tr, image_size), torch.from_numpy(_targets(tr.metadata))
@@ -241,51 +256,64 @@ def train_reference_classifier(
     # findings are rare: weight positives up to the negatives' share so each finding counts
     pos = yt[:, :5].mean(0).clamp(0.01, 0.99)
     pos_weight = (1 - pos) / pos
-    t0, step = time.time(), 0
-    for _epoch in range(epochs):
-        net.train()
-        for idx in torch.randperm(len(xt), generator=g).split(batch_size):
-            xb, yb = xt[idx], yt[idx]
-            if augment:
-                xb = _degrade(xb, g)
-            o = net(xb)
-            loss = F.binary_cross_entropy_with_logits(o[:, :5], yb[:, :5], pos_weight=pos_weight) + F.mse_loss(o[:, 5], yb[:, 5]) * 4
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            check_callback(callback, step, steps, "training")
-    seconds = time.time() - t0
-    net.eval()
-    metrics = _scores(net, xv, yv)
-    metrics["n_validation"] = int(len(va))
-    # the same held-out images, degraded as generators degrade them
-    from scipy.ndimage import gaussian_filter
+    loop = TrainingLoop(steps, callback, max_seconds, log)
 
-    blurred = torch.from_numpy(gaussian_filter(xv.numpy(), (0, 0, 0.8, 0.8)))
-    noisy = (xv + 0.03 * torch.randn(xv.shape, generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
-    metrics["blurred_sigma_0.8px"] = _scores(net, blurred, yv)
-    metrics["noisy_std_0.03"] = _scores(net, noisy, yv)
+    def step(idx):
+        xb, yb = xt[idx], yt[idx]
+        if augment:
+            xb = _degrade(xb, g)
+        o = net(xb)
+        loss = F.binary_cross_entropy_with_logits(o[:, :5], yb[:, :5], pos_weight=pos_weight) + F.mse_loss(o[:, 5], yb[:, 5]) * 4
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        return float(loss.detach())
+
+    net.train()
+    loop.run_epochs(epochs, lambda epoch: epoch_batches(len(xt), batch_size, g, drop_last=False), step,
+                    lambda epoch, m: (round(m["loss"], 4), f"loss {m['loss']:.4f}"))
+    seconds = loop.elapsed()
+    net.eval()
     card = new_card(
         "phantomcxr-classifier",
         "classifier",
         {"image_size": image_size, "width": width, "outputs": list(TARGETS)},
-        training_data={
-            "dataset": data.provenance.get("source"),
-            "version": data.provenance.get("version"),
-            "seed": data.provenance.get("seed"),
-            "content_hash": data.content_hash,
-            "size": len(data),
-            "n_train": len(tr),
-            "counts": {f: int(data.metadata[f].sum()) for f in FINDINGS} | {"female": int((data.metadata.sex == "F").sum())},
-        },
-        training={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "seconds": round(seconds, 1),
+        training_data=_training_data_record(data, tr),
+        training={"epochs": loop.epochs, "epochs_planned": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                  "seconds": duration(seconds), "loss_history": loop.history,
                   "augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in AUGMENT.items()} if augment else None,
                   "machine": machine_description(), "threads": torch.get_num_threads()},
-        metrics=metrics,
+        metrics=_heldout_metrics(net, xv, yv, seed),
         intended_use="Judging whether generated PhantomCXR-like images show the findings, sex and age they were asked for.",
         limitations=["Trained on simulated radiographs only; not a diagnostic model."],
     )
-    save_checkpoint(out, {k: v.detach().contiguous() for k, v in net.state_dict().items()}, card)
-    return card
+    _, card = save_and_reload(out, net.state_dict(), card)
+    return TrainingResult(ReferenceClassifier(out), card)
+
+
+def _training_data_record(data: Any, train: Any) -> dict:
+    """The training-data section of the classifier's card."""
+    return {
+        "dataset": data.provenance.get("source"),
+        "version": data.provenance.get("version"),
+        "seed": data.provenance.get("seed"),
+        "content_hash": data.content_hash,
+        "size": len(data),
+        "n_train": len(train),
+        "counts": {f: int(data.metadata[f].sum()) for f in FINDINGS} | {"female": int((data.metadata.sex == "F").sum())},
+    }
+
+
+def _heldout_metrics(net: Any, xv: Any, yv: np.ndarray, seed: int) -> dict:
+    """Scores on the held-out images, as they are and degraded as generators degrade them."""
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    metrics = _scores(net, xv, yv)
+    metrics["n_validation"] = int(len(xv))
+    blurred = torch.from_numpy(gaussian_filter(xv.numpy(), (0, 0, 0.8, 0.8)))
+    noisy = (xv + 0.03 * torch.randn(xv.shape, generator=torch.Generator().manual_seed(seed))).clamp(0, 1)
+    metrics["blurred_sigma_0.8px"] = _scores(net, blurred, yv)
+    metrics["noisy_std_0.03"] = _scores(net, noisy, yv)
+    return metrics

@@ -23,6 +23,8 @@ _LAZY = {
     "GANGenerator": "medsynth_explore.generators.gan:GANGenerator",
     "train_gan": "medsynth_explore.generators.gan:train_gan",
     "PhysicsGenerator": "medsynth_explore.generators.physics:PhysicsGenerator",
+    "TrainingResult": "medsynth_explore.generators._training:TrainingResult",
+    "train_diffusion": "medsynth_explore.generators.diffusion:train_diffusion",
     "DiffusersPipelineGenerator": "medsynth_explore.generators.diffusers_pipeline:DiffusersPipelineGenerator",
 }
 

@@ -19,12 +19,14 @@ seeds and must draw all of an image's randomness from its own seed (see
 :func:`randn_per_image`). The image at position ``i`` therefore does not
 depend on ``batch_size`` (up to floating-point rounding of batched
 convolutions), and the first ``k`` images of ``sample(n, seed=s)`` equal those
-of ``sample(k, seed=s)`` when the conditions are given.
+of ``sample(k, seed=s)`` when the conditions are given. (The physics simulator
+keeps only the first promise: it draws the patient attributes no condition
+fixes, such as BMI and positioning, for the whole cohort at once.)
+``tests/test_generator_contract.py`` checks these promises for every family.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..checkpoint import format_card, validate_card
-from ..errors import CancelledError, CapabilityError, ConditionError, DataError
+from ..errors import CancelledError, CapabilityError, CheckpointError, ConditionError, DataError
 from .conditions import ConditionSchema, draw_conditions
 
 __all__ = ["Generator", "CAPABILITIES", "image_seeds", "randn_per_image", "torch_generators", "check_callback"]
@@ -122,6 +124,28 @@ def check_callback(callback: Callable | None, done: int, total: int, what: str =
         raise CancelledError(f"{what} cancelled by the progress callback after {done} of {total}.")
 
 
+def network_from_card(generator: "Generator", build: Callable, tensors: Mapping[str, Any], what: str, device: Any = "cpu"):
+    """Build a generator's network from its card's architecture and load its weights (for the VAE and GAN classes).
+
+    ``build`` takes ``image_size``, ``channels``, ``latent_dim``, ``width``
+    and ``cond_dim``; floating-point weights are computed in float32 whatever
+    their storage type. Returns the network in eval mode on ``device``.
+    """
+    import torch
+
+    arch = dict(generator.card["architecture"])
+    keys = {"image_size", "channels", "latent_dim", "width", "cond_dim"}
+    try:
+        net = build(**{k: int(v) for k, v in arch.items() if k in keys})
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"the {what} weights do not fit the architecture in the model card ({str(exc)[:300]}).") from exc
+    width = generator.conditions.width
+    if width != net.cond_dim:
+        raise CheckpointError(f"the card's condition schema encodes {width} values but the {what} expects {net.cond_dim}.")
+    return net.to(torch.device(device)).eval()
+
+
 def _check_n(n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise DataError(f"n must be a positive integer number of images, got {n!r}.")
@@ -168,6 +192,10 @@ class Generator:
     and ``prompts`` is a list of strings or ``None``. Inpainting models also
     implement ``_inpaint(images, masks, cond_table, rng_seed, steps, guidance,
     prompts)``; the base class then keeps the pixels outside the mask exactly.
+    A subclass that overrides ``_resolve`` keeps its signature ``(n,
+    conditions, prompts, seed, context=None)``: ``context`` is the metadata of
+    the images being inpainted. :meth:`sample` and :meth:`inpaint` share one
+    batch loop (``_run``).
 
     Examples
     --------
@@ -403,36 +431,54 @@ class Generator:
         >>> s.metadata[["sex", "effusion"]].values.tolist()
         [['F', 1], ['F', 1]]
         """
-        n = _check_n(n)
+        return self._run(_check_n(n), conditions, prompt, seed, steps, guidance, batch_size, callback)
+
+    def _run(self, n: int, conditions: Any, prompt: Any, seed: Any, steps: Any, guidance: Any, batch_size: Any,
+             callback: Callable | None, inpainting: tuple | None = None):
+        """The one batch loop behind :meth:`sample` and :meth:`inpaint`.
+
+        Checks the settings, resolves the per-image condition table, runs
+        ``_generate`` (or ``_inpaint`` when ``inpainting`` is ``(images,
+        masks, metadata)``) batch by batch with progress and cancelling, checks
+        each output, and builds the ImageSet with its provenance.
+        """
         seed = _check_seed(seed)
         steps, guidance = self._sampler_settings(steps, guidance)
         bs = self._batch_size(batch_size)
         prompts = self._prompts(prompt, n)
-        table = self._resolve(n, conditions, prompts, seed)
-        seeds = image_seeds(seed, n)
+        images, masks, context = inpainting if inpainting is not None else (None, None, None)
+        requested = conditions
+        if context is not None:
+            conditions = self._conditions_with(context, conditions)
+        table = self._resolve(n, conditions, prompts, seed, context=context)
+        seeds = image_seeds(seed, n, stream=0 if inpainting is None else 2)
+        what, sampler = ("sampling", self.sampler) if inpainting is None else ("inpainting", f"inpaint:{self.sampler}")
         out = np.empty((n, *self.image_shape), np.float32)
-        check_callback(callback, 0, n)
+        check_callback(callback, 0, n, what)
         for a in range(0, n, bs):
             b = min(n, a + bs)
-            part = table.iloc[a:b].reset_index(drop=True)
-            imgs = self._generate(part, seeds[a:b], steps, guidance, prompts[a:b] if prompts is not None else None)
-            out[a:b] = self._check_output(imgs, b - a)
-            check_callback(callback, b, n)
-        meta = self._provenance_columns(table, seed, seeds, self.sampler, steps, guidance)
-        prov = {
-            "source": f"generator:{self.name}",
-            "generator": self.name,
-            "family": self.family,
-            "checkpoint_sha256": self.sha256,
-            "seed": seed,
-            "n": n,
-            "requested_conditions": sorted(self._schema.validate(conditions)) if conditions is not None else [],
-            "prompt": prompt if isinstance(prompt, str) else (None if prompt is None else "per-image"),
-            "sampler": self.sampler,
-            "steps": steps,
-            "guidance": guidance,
-        }
-        return _imageset_cls()(out, meta, prov)
+            args = (table.iloc[a:b].reset_index(drop=True), seeds[a:b], steps, guidance, prompts[a:b] if prompts is not None else None)
+            made = self._generate(*args) if inpainting is None else self._inpaint(images[a:b], masks[a:b], *args)
+            out[a:b] = self._check_output(made, b - a)
+            check_callback(callback, b, n, what)
+        meta = self._provenance_columns(table, seed, seeds, sampler, steps, guidance)
+        prov = {"source": f"generator:{self.name}" + ("" if inpainting is None else ":inpaint"), "generator": self.name,
+                "family": self.family, "checkpoint_sha256": self.sha256, "seed": seed, "n": n}
+        if inpainting is None:
+            prov["requested_conditions"] = sorted(self._schema.validate(requested)) if requested is not None else []
+            prov["prompt"] = prompt if isinstance(prompt, str) else (None if prompt is None else "per-image")
+        else:
+            out = masks * out + (1.0 - masks) * images  # keep the pixels outside the mask exactly
+            meta["mask_fraction"] = masks.reshape(n, -1).mean(1)
+        prov.update(sampler=sampler, steps=steps, guidance=guidance)
+        return _imageset_cls()(np.clip(out, 0, 1), meta, prov)
+
+    def _conditions_with(self, context: pd.DataFrame, conditions: Any) -> dict:
+        """The conditions recorded with the images being inpainted, updated by the explicit ones."""
+        cols = [c for c in context.columns if c in set(self._schema.names) | set(self._schema.finding_names)]
+        merged = self._schema.validate(context[cols]) if cols else {}
+        merged.update(self._schema.validate(conditions))
+        return merged
 
     def _generate(self, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement _generate.")
@@ -536,42 +582,4 @@ class Generator:
                 "(e.g. phantomcxr-diffusion or phantomcxr-physics)."
             )
         imgs, masks, meta = self._inpaint_inputs(image, mask)
-        n = len(imgs)
-        seed = _check_seed(seed)
-        steps, guidance = self._sampler_settings(steps, guidance)
-        bs = self._batch_size(batch_size)
-        prompts = self._prompts(prompt, n)
-        if meta is not None:
-            # start from the conditions recorded with the images; explicit ones win
-            cols = [c for c in meta.columns if c in set(self._schema.names) | set(self._schema.finding_names)]
-            merged = self._schema.validate(meta[cols]) if cols else {}
-            merged.update(self._schema.validate(conditions))
-            conditions = merged
-        if "context" in inspect.signature(self._resolve).parameters:
-            table = self._resolve(n, conditions, prompts, seed, context=meta)
-        else:  # subclasses written against the four-argument form
-            table = self._resolve(n, conditions, prompts, seed)
-        seeds = image_seeds(seed, n, stream=2)
-        out = np.empty_like(imgs)
-        check_callback(callback, 0, n, "inpainting")
-        for a in range(0, n, bs):
-            b = min(n, a + bs)
-            part = table.iloc[a:b].reset_index(drop=True)
-            gen = self._inpaint(imgs[a:b], masks[a:b], part, seeds[a:b], steps, guidance, prompts[a:b] if prompts is not None else None)
-            gen = self._check_output(gen, b - a)
-            out[a:b] = masks[a:b] * gen + (1.0 - masks[a:b]) * imgs[a:b]
-            check_callback(callback, b, n, "inpainting")
-        meta_out = self._provenance_columns(table, seed, seeds, f"inpaint:{self.sampler}", steps, guidance)
-        meta_out["mask_fraction"] = masks.reshape(n, -1).mean(1)
-        prov = {
-            "source": f"generator:{self.name}:inpaint",
-            "generator": self.name,
-            "family": self.family,
-            "checkpoint_sha256": self.sha256,
-            "seed": seed,
-            "n": n,
-            "sampler": f"inpaint:{self.sampler}",
-            "steps": steps,
-            "guidance": guidance,
-        }
-        return _imageset_cls()(np.clip(out, 0, 1), meta_out, prov)
+        return self._run(len(imgs), conditions, prompt, seed, steps, guidance, batch_size, callback, inpainting=(imgs, masks, meta))

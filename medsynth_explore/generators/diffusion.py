@@ -52,7 +52,7 @@ Examples
 from __future__ import annotations
 
 import math
-import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -60,7 +60,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from ..errors import CancelledError, CheckpointError, ConditionError, DataError
+from ..checkpoint.card import machine_description
+from ..errors import CheckpointError, ConditionError, DataError
+from ._training import (ParameterEMA, TrainingLoop, TrainingResult, check_budget, data_provenance, duration, out_path, save_and_reload,
+                        torch_threads)
 from .base import Generator, randn_per_image, torch_generators
 from .conditions import ConditionSchema, condition_distribution, encode_conditions
 
@@ -344,8 +347,8 @@ class DiffusionGenerator(Generator):
         return cls(card, net, clip)
 
     # -- conditions -----------------------------------------------------------------------
-    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int) -> pd.DataFrame:
-        table = super()._resolve(n, conditions, prompts, seed)
+    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None) -> pd.DataFrame:
+        table = super()._resolve(n, conditions, prompts, seed, context=context)
         keys = set(self.conditions.validate(conditions)) if conditions is not None else set()
         given = set()
         for c in self.conditions:
@@ -430,8 +433,6 @@ class DiffusionGenerator(Generator):
         return out
 
     def _generate(self, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None) -> np.ndarray:
-        import torch
-
         steps = int(steps or 20)
         cond = self._cond_inputs(cond_table)
         sched = _make_sampler(self.sampler_name, self.config)
@@ -540,14 +541,90 @@ def _make_card(name, cfg, schema, clip, training_data, training, sampler_default
 # ----------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_NOT_GIVEN: Any = _NotGiven()
+
+
+def _budget_seconds(max_seconds: float | None, max_minutes: Any) -> float | None:
+    """``max_seconds``, or the deprecated ``max_minutes`` converted to seconds."""
+    if max_minutes is _NOT_GIVEN:
+        return check_budget(max_seconds)
+    warnings.warn("train_diffusion(max_minutes=...) is deprecated; pass max_seconds (the budget in seconds) instead.",
+                  DeprecationWarning, stacklevel=3)
+    if max_seconds != DEFAULT_TRAINING_SECONDS:
+        raise DataError(f"give the time budget once: max_seconds={max_seconds!r} or max_minutes={max_minutes!r}, not both.")
+    return None if max_minutes is None else check_budget(60.0 * check_budget(max_minutes))
+
+
+def _check_training_data(data) -> None:
+    if len(data) < 2:
+        raise DataError(f"training the diffusion model needs at least 2 images; got {len(data)}.")
+    missing = [c for c in ("age", "sex") if c not in data.metadata.columns]
+    if missing:
+        raise DataError(f"training data lack the condition column(s) {missing}; PhantomCXR metadata has age, sex and findings.")
+
+
+def _training_tensors(data, cfg: DiffusionConfig, clip, pixel_weights):
+    """Checked training inputs: schema, metadata, images in [-1, 1], loss weights, condition vectors, text embeddings."""
+    import torch
+
+    from .conditions import phantomcxr_schema
+
+    meta = data.metadata.copy()
+    schema = phantomcxr_schema(text=clip is not None, max_tokens=60)
+    for f in schema.finding_names:
+        if f not in meta.columns:
+            raise DataError(f"training data lack the finding column {f!r}.")
+    meta["age"] = meta["age"].astype(float).clip(*schema["age"].range)
+    x = torch.from_numpy(data.images)
+    if x.shape[1] != cfg.channels:
+        x = x.mean(1, keepdim=True)
+    if x.shape[-1] != cfg.image_size or x.shape[-2] != cfg.image_size:
+        x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
+    x = x * 2 - 1
+    wmap = None
+    if pixel_weights is not None:
+        wmap = torch.as_tensor(np.asarray(pixel_weights, dtype=np.float32))
+        if wmap.shape != (len(x), 1, cfg.image_size, cfg.image_size):
+            raise DataError(f"pixel_weights must have shape {(len(x), 1, cfg.image_size, cfg.image_size)}; got {tuple(wmap.shape)}.")
+        if not torch.isfinite(wmap).all() or (wmap < 0).any() or (wmap.flatten(1).sum(1) <= 0).any():
+            raise DataError("pixel_weights must be finite, non-negative and not all zero for any image.")
+    vec = encode_conditions(meta, schema)
+    if clip is not None:
+        if "report" not in meta.columns:
+            raise DataError("text conditioning needs a 'report' column; pass clip=False to train without text.")
+        reports = meta["report"].fillna("").astype(str).tolist()
+        uniq, inv = np.unique(np.asarray(reports, dtype=object).astype(str), return_inverse=True)
+        emb_u = np.concatenate([clip.encode_text(list(uniq[i : i + 512]), truncate=True) for i in range(0, len(uniq), 512)])
+        temb = torch.from_numpy(emb_u[inv])
+    else:
+        temb = torch.zeros(len(x), 0)
+    return schema, meta, x, wmap, vec, temb
+
+
+def _lr_factor(s: int, total: int, warm: int) -> float:
+    """Linear warm-up over ``warm`` steps, then cosine from 1 to 0.1 at ``total``."""
+    if s < warm:
+        return (s + 1) / warm
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
+
+
+#: Default wall-clock budget of :func:`train_diffusion` (40 minutes).
+DEFAULT_TRAINING_SECONDS = 2400.0
+
+
 def train_diffusion(
     data,
     out: str | Path | None,
     clip_path: str | Path | None = None,
     steps: int = 100_000,
-    max_minutes: float | None = 40.0,
+    max_minutes: Any = _NOT_GIVEN,
     seed: int = 0,
-    callback: Callable[[dict], Any] | None = None,
+    callback: Callable[[int, int], Any] | None = None,
     config: DiffusionConfig | None = None,
     batch_size: int = 64,
     lr: float = 1e-3,
@@ -559,7 +636,10 @@ def train_diffusion(
     clip=None,
     init_from: "DiffusionGenerator | None" = None,
     pixel_weights: np.ndarray | None = None,
-) -> dict:
+    *,
+    max_seconds: float | None = DEFAULT_TRAINING_SECONDS,
+    log: Callable[[str], Any] | None = None,
+) -> TrainingResult:
     """Train the conditional diffusion model on an ImageSet.
 
     Parameters
@@ -575,14 +655,13 @@ def train_diffusion(
         omitted). A copy of it is stored in the diffusion checkpoint.
     steps : int
         Maximum optimiser steps.
-    max_minutes : float or None
-        Wall-clock budget; training stops at whichever of ``steps`` and this
-        comes first (the card records both).
+    max_minutes : float or None, deprecated
+        The budget in minutes; use ``max_seconds``.
     seed : int
         Seed of initialisation, batches, timesteps, noise and condition dropout.
-    callback : callable, optional
-        ``callback(info)`` every 50 steps with ``step``, ``loss``,
-        ``seconds``; returning ``False`` cancels (:class:`CancelledError`).
+    callback : callable(done_steps, total_steps), optional
+        Called after every step (``total_steps`` is ``steps``); returning
+        ``False`` cancels (:class:`CancelledError`; nothing is saved).
     config : DiffusionConfig, optional
     batch_size, lr, ema_decay :
         AdamW with linear warm-up and cosine decay; the exponential moving
@@ -607,11 +686,20 @@ def train_diffusion(
         masks (:func:`~medsynth_explore.phantom.lesion_weights`) shifts the
         training signal onto them. The loss is the weighted mean, so its
         scale stays comparable.
+    max_seconds : float or None
+        Wall-clock budget (default 40 minutes); training stops at whichever
+        of ``steps`` and this comes first (the card records both). ``None``:
+        no budget.
+    log : callable(str), optional
+        Receives a line every 50 steps with the mean loss, e.g.
+        ``"step 50, loss 0.0500, 5 s"``.
 
     Returns
     -------
-    dict
-        The model card; the trained generator is ``train_diffusion.last_model``.
+    TrainingResult
+        ``(generator, card)``: the trained :class:`DiffusionGenerator` (loaded
+        back from ``out`` when written) and its model card (plus ``"sha256"``
+        of the file when written).
 
     Examples
     --------
@@ -620,101 +708,49 @@ def train_diffusion(
     >>> meta = pd.DataFrame({"age": [30, 70] * 4, "sex": ["F", "M"] * 4, "cardiomegaly": [0, 1] * 4,
     ...                      "nodule": 0, "effusion": [1, 0] * 4, "pneumothorax": 0, "report": "normal"})
     >>> ds = ImageSet(rng.random((8, 1, 64, 64)).astype(np.float32), meta)
-    >>> card = train_diffusion(ds, None, steps=2, config=_tiny_config(), batch_size=4, clip=False)
-    >>> card["family"], card["training"]["steps"]
-    ('diffusion', 2)
+    >>> gen, card = train_diffusion(ds, None, steps=2, config=_tiny_config(), batch_size=4, clip=False)
+    >>> card["family"], card["training"]["steps"], gen.image_shape
+    ('diffusion', 2, (1, 64, 64))
     """
-    import copy
-
     import torch
     from diffusers import DDPMScheduler
 
-    from ..checkpoint.card import machine_description
-    from .conditions import phantomcxr_schema
-
-    if len(data) < 2:
-        raise DataError(f"training the diffusion model needs at least 2 images; got {len(data)}.")
+    budget = _budget_seconds(max_seconds, max_minutes)
+    out = out_path(out) if out is not None else None
     cfg = config or DiffusionConfig()
-    meta = data.metadata.copy()
-    missing = [c for c in ("age", "sex") if c not in meta.columns]
-    if missing:
-        raise DataError(f"training data lack the condition column(s) {missing}; PhantomCXR metadata has age, sex and findings.")
+    _check_training_data(data)
     if clip is None:
         from ..features.domain_clip import load_domain_clip
 
         clip = load_domain_clip(clip_path)
-    elif clip is False:
-        clip = None
-    schema = phantomcxr_schema(text=clip is not None, max_tokens=60)
-    for f in schema.finding_names:
-        if f not in meta.columns:
-            raise DataError(f"training data lack the finding column {f!r}.")
-    meta["age"] = meta["age"].astype(float).clip(*schema["age"].range)
-
+    clip = clip or None  # False: no text
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(data.images)
-    if x.shape[1] != cfg.channels:
-        x = x.mean(1, keepdim=True)
-    if x.shape[-1] != cfg.image_size or x.shape[-2] != cfg.image_size:
-        x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
-    x = x * 2 - 1
-    wmap = None
-    if pixel_weights is not None:
-        wmap = torch.as_tensor(np.asarray(pixel_weights, dtype=np.float32))
-        if wmap.shape != (len(x), 1, cfg.image_size, cfg.image_size):
-            raise DataError(f"pixel_weights must have shape {(len(x), 1, cfg.image_size, cfg.image_size)}; got {tuple(wmap.shape)}.")
-        if not torch.isfinite(wmap).all() or (wmap < 0).any() or (wmap.flatten(1).sum(1) <= 0).any():
-            raise DataError("pixel_weights must be finite, non-negative and not all zero for any image.")
-    vec = encode_conditions(meta, schema)
+    schema, meta, x, wmap, vec, temb = _training_tensors(data, cfg, clip, pixel_weights)
     groups = _groups(schema)
     text_dim = clip.dim if clip is not None else 0
-    if clip is not None:
-        if "report" not in meta.columns:
-            raise DataError("text conditioning needs a 'report' column; pass clip=False to train without text.")
-        reports = meta["report"].fillna("").astype(str).tolist()
-        uniq, inv = np.unique(np.asarray(reports, dtype=object).astype(str), return_inverse=True)
-        emb_u = np.concatenate([clip.encode_text(list(uniq[i : i + 512]), truncate=True) for i in range(0, len(uniq), 512)])
-        temb = torch.from_numpy(emb_u[inv])
-    else:
-        temb = torch.zeros(len(x), 0)
-
     card0 = _make_card(name, cfg, schema, clip, {}, {}, {})
     net = _build_net(cfg, card0["architecture"]["cond_width"], len(groups), text_dim)
-    previous = {}
     if init_from is not None:
         try:
             net.load_state_dict(init_from.net.state_dict())
         except RuntimeError as exc:
             raise CheckpointError(f"cannot continue from {init_from.name}: its network does not match this configuration ({exc}).") from exc
-        previous = dict(init_from.card.get("training") or {})
-    ema = copy.deepcopy(net).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
+    ema = ParameterEMA(net, ema_decay, formula="mul_add", buffers_each_update=False)
     sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     warm = 100 if init_from is None else 20
     n = len(x)
     bs = min(batch_size, n)
+    loop = TrainingLoop(steps, callback, budget, log, what="diffusion training")
+    planned = {"steps": steps}  # for the lr schedule: the steps that fit in the budget, estimated at step 50
 
-    def lr_at(s: int, total: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
-
-    t0 = time.perf_counter()
-    budget = None if max_minutes is None else 60.0 * float(max_minutes)
-    losses, history, step = [], [], 0
-    est_total = steps
-    net.train()
-    while step < steps:
-        elapsed = time.perf_counter() - t0
-        if budget is not None and elapsed > budget:
-            break
-        if budget is not None and step == 50:  # estimate how many steps fit in the budget, for the lr schedule
-            est_total = min(steps, int(budget / (elapsed / 50)))
+    def step():
+        s = loop.step
+        if budget is not None and s == 50:
+            planned["steps"] = min(steps, int(budget / (loop.elapsed() / 50)))
         for g in opt.param_groups:
-            g["lr"] = lr * lr_at(step, est_total)
+            g["lr"] = lr * _lr_factor(s, planned["steps"], warm)
         idx = torch.randint(0, n, (bs,), generator=gen)
         x0 = x[idx]
         noise = torch.randn(x0.shape, generator=gen)
@@ -729,8 +765,7 @@ def train_diffusion(
         tflag = tflag * (1 - drop_all)
         for j, (_, a, b) in enumerate(groups):
             c[:, a:b] *= flags[:, j : j + 1]
-        cin = torch.cat([c, flags, temb[idx] * tflag, tflag], 1)
-        pred = net(xt, t, cin)
+        pred = net(xt, t, torch.cat([c, flags, temb[idx] * tflag, tflag], 1))
         if wmap is None:
             loss = torch.nn.functional.mse_loss(pred, target)
         else:
@@ -740,45 +775,39 @@ def train_diffusion(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        d = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
-        losses.append(float(loss.detach()))
-        step += 1
-        if step % 50 == 0:
-            info = {"step": step, "loss": float(np.mean(losses[-50:])), "seconds": time.perf_counter() - t0}
-            history.append([step, round(info["loss"], 5)])
-            if callback is not None and callback(info) is False:
-                raise CancelledError(f"diffusion training cancelled after {step} steps.")
-    seconds = time.perf_counter() - t0
-    for pe, p in zip(ema.buffers(), net.buffers()):
-        pe.copy_(p)
-    ema.eval()
-    for p in ema.parameters():  # round-trip through fp16, as stored
+        ema.update()
+        return float(loss.detach())
+
+    net.train()
+    history = loop.run_steps(step, every=50, summary=lambda s, m: ([s, round(m["loss"], 5)], f"loss {m['loss']:.4f}"))
+    ema.copy_buffers()
+    for p in ema.model.parameters():  # round-trip through fp16, as stored
         p.data = p.data.half().float()
-
-    from ._training import data_provenance
-
-    training_data = data_provenance(data, meta, schema)
     training = {
-        "steps": int(step), "max_steps": int(steps), "max_minutes": max_minutes, "batch_size": int(bs), "lr": float(lr),
+        "steps": int(loop.step), "max_steps": int(steps), "max_seconds": budget, "max_minutes": None if budget is None else budget / 60,
+        "batch_size": int(bs), "lr": float(lr),
         "optimizer": "AdamW, grad-norm clip 1.0, 100-step warm-up (20 when continuing) then cosine to 0.1 lr", "ema_decay": float(ema_decay),
         "p_uncond": p_uncond, "p_drop_group": p_drop_group, "p_text": p_text, "seed": int(seed),
         "pixel_weights": None if wmap is None else {"mean": round(float(wmap.mean()), 4), "max": round(float(wmap.max()), 2)},
-        "epochs": round(step * bs / n, 2), "time_seconds": round(seconds, 1), "machine": machine_description(),
-        "torch_threads": int(torch.get_num_threads()), "loss_history": history,
+        "epochs": round(loop.step * bs / n, 2), "time_seconds": duration(loop.elapsed()), "machine": machine_description(),
+        "torch_threads": torch_threads(), "loss_history": history,
     }
+    _add_previous_stages(training, init_from)
+    card = _make_card(name, cfg, schema, clip, data_provenance(data, meta, schema), training, {})
+    model = DiffusionGenerator(card, ema.model, clip)
+    if out is None:
+        return TrainingResult(model, card)
+    ck, card = save_and_reload(out, model.state_tensors(), card)
+    return TrainingResult(DiffusionGenerator.from_checkpoint(ck), card)
+
+
+def _add_previous_stages(training: dict, init_from) -> None:
+    """Record the runs that shaped ``init_from``'s weights, and totals over every run (one run: the run itself)."""
     stages = []
-    if previous:
-        previous.pop("previous_stages", None)
-        stages = training["previous_stages"] = [previous] + list((init_from.card.get("training") or {}).get("previous_stages", []))
-    # totals over every run that shaped the weights (one run: the run itself)
-    training["total_time_seconds"] = round(seconds + sum(float(p.get("time_seconds", 0)) for p in stages), 1)
-    training["total_steps"] = int(step + sum(int(p.get("steps", 0)) for p in stages))
-    card = _make_card(name, cfg, schema, clip, training_data, training, {})
-    model = DiffusionGenerator(card, ema, clip)
-    train_diffusion.last_model = model
-    if out is not None:
-        model.save(out)
-    return card
+    if init_from is not None:
+        previous = dict(init_from.card.get("training") or {})
+        if previous:
+            earlier = list(previous.pop("previous_stages", None) or [])
+            stages = training["previous_stages"] = [previous] + earlier
+    training["total_time_seconds"] = duration(training["time_seconds"] + sum(float(p.get("time_seconds", 0)) for p in stages))
+    training["total_steps"] = int(training["steps"] + sum(int(p.get("steps", 0)) for p in stages))

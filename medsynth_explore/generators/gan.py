@@ -13,15 +13,15 @@ GANs cannot inpaint here: :meth:`GANGenerator.inpaint` raises
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, machine_description, new_card, save_checkpoint
+from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
-from ._training import _storage_dtype, check_epochs, data_provenance, out_path, prepare_training
-from .base import Generator, check_callback, randn_per_image
+from ._training import (ParameterEMA, TrainingLoop, TrainingResult, duration, epoch_batches, image_model_card, image_training_set,
+                        save_and_reload)
+from .base import Generator, network_from_card, randn_per_image
 from .conditions import ConditionSchema, encode_conditions
 
 __all__ = ["GANGenerator", "build_gan_generator", "build_gan_discriminator", "train_gan", "DEFAULT_GAN_ARCH"]
@@ -156,17 +156,8 @@ class GANGenerator(Generator):
         super().__init__(card, sha256=sha256, path=path)
         import torch
 
-        arch = dict(self._card["architecture"])
-        keys = {"image_size", "channels", "latent_dim", "width", "cond_dim"}
-        try:
-            self.net = build_gan_generator(**{k: int(v) for k, v in arch.items() if k in keys})
-            self.net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=True)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"the GAN weights do not fit the architecture in the model card ({str(exc)[:300]}).") from exc
-        if self._schema.width != self.net.cond_dim:
-            raise CheckpointError(f"the card's condition schema encodes {self._schema.width} values but the GAN expects {self.net.cond_dim}.")
+        self.net = network_from_card(self, build_gan_generator, tensors, "GAN", device)
         self.device = torch.device(device)
-        self.net.to(self.device).eval()
         t = truncation if truncation is not None else self._card.get("sampler_defaults", {}).get("truncation", 1.0)
         self.truncation = float(t)
         self._capabilities = frozenset({"conditions"} if len(self._schema) else set())
@@ -183,6 +174,29 @@ class GANGenerator(Generator):
             z = randn_per_image(rng_seed, (self.net.latent_dim,)).to(self.device) * self.truncation
             c = encode_conditions(cond_table, self._schema).to(self.device)
             return self.net(z, c).cpu().numpy()
+
+
+def _init_generator(init_from: Any, arch: dict) -> tuple:
+    """Generator weights, SHA-256 and card of ``init_from`` (a GAN checkpoint path or a :class:`GANGenerator`)."""
+    if isinstance(init_from, Generator):
+        card, sha, source = dict(init_from.card), init_from.sha256, init_from.path or init_from.name
+    else:
+        ck = load_checkpoint(init_from)
+        card, sha, source = dict(ck.card), ck.sha256, str(init_from)
+    if card["family"] != "gan" or {k: card["architecture"].get(k) for k in arch} != arch:
+        raise CheckpointError(f"init_from {source!r} is not a GAN with architecture {arch}; it has {card['architecture']}.")
+    tensors = init_from.net.state_dict() if isinstance(init_from, Generator) else ck.tensors
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, sha, card
+
+
+def _previous_runs(card: Mapping[str, Any] | None, sha: str | None) -> list:
+    """The runs that shaped the starting weights: the ``init_from`` run first, then the runs before it."""
+    if card is None:
+        return []
+    tr = dict(card.get("training") or {})
+    run = {k: tr[k] for k in ("epochs", "steps", "loss", "time_seconds") if k in tr}
+    run.update(sha256=sha, note="its generator started this run; its discriminator was discarded")
+    return [run] + list(tr.get("previous_runs") or [])
 
 
 def train_gan(
@@ -206,7 +220,7 @@ def train_gan(
     init_from: Any = None,
     mismatch_weight: float = 0.5,
     log: Callable[[str], Any] | None = None,
-) -> dict:
+) -> TrainingResult:
     """Train a conditional GAN on an ImageSet and save the generator as a checkpoint.
 
     Hinge loss, Adam with betas (0, 0.9), a faster discriminator learning
@@ -233,146 +247,106 @@ def train_gan(
     max_seconds : float, optional
         Stop after the first epoch that ends past this wall-clock budget; the
         card records the epochs actually run.
-    init_from : path-like, optional
-        A GAN checkpoint of the same architecture whose generator weights start
-        the run (the discriminator starts fresh); its SHA-256 goes in the card.
+    init_from : path-like or GANGenerator, optional
+        A GAN of the same architecture whose generator weights start the run
+        (the discriminator starts fresh). Its SHA-256 goes in the card
+        (``training.initialised_from``), its run in ``training.previous_runs``,
+        and ``training.total_time_seconds`` adds up every run.
     mismatch_weight : float
         Weight of the loss term that shows the discriminator real images with
         shuffled conditions as fakes (pushes the generator to follow conditions).
     log : callable(str), optional
+        Receives one progress line per epoch.
 
     Returns
     -------
-    dict
-        The saved model card, plus ``"sha256"`` of the file.
+    TrainingResult
+        ``(generator, card)``: the :class:`GANGenerator` loaded back from
+        ``out``, and the saved model card plus ``"sha256"`` of the file.
 
     Examples
     --------
     >>> from medsynth_explore.phantom import simulate  # doctest: +SKIP
-    >>> card = train_gan(simulate(256, seed=0), "gan.safetensors", epochs=1)  # doctest: +SKIP
+    >>> gen, card = train_gan(simulate(256, seed=0), "gan.safetensors", epochs=1)  # doctest: +SKIP
     """
-    import copy
-
     import torch
 
-    epochs, batch_size = check_epochs(epochs, batch_size)
-    out = out_path(out)
-    schema, images, table, cond = prepare_training(data, schema)
-    image_size = int(images.shape[-1])
-    x_all = torch.from_numpy(images)
-    torch.manual_seed(seed)
-    arch = {"image_size": image_size, "channels": 1, "latent_dim": int(latent_dim), "width": int(width), "cond_dim": int(schema.width)}
-    G = build_gan_generator(**arch)
-    D = build_gan_discriminator(image_size=image_size, channels=1, width=int(d_width or width), cond_dim=int(schema.width))
-    init_sha = None
+    run = image_training_set(data, out, epochs, batch_size, schema, seed, latent_dim, width)
+    x_all, cond = run.images, run.cond
+    G = build_gan_generator(**run.arch)
+    D = build_gan_discriminator(image_size=run.arch["image_size"], channels=1, width=int(d_width or width), cond_dim=int(run.schema.width))
+    init_sha = init_card = None
     if init_from is not None:
-        ck = load_checkpoint(init_from)
-        if ck.card["family"] != "gan" or {k: ck.card["architecture"].get(k) for k in arch} != arch:
-            raise CheckpointError(f"init_from {str(init_from)!r} is not a GAN with architecture {arch}; it has {ck.card['architecture']}.")
-        G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck.tensors.items()})
-        init_sha = ck.sha256
-    G_ema = copy.deepcopy(G).eval()
+        state, init_sha, init_card = _init_generator(init_from, run.arch)
+        G.load_state_dict(state)
+    G_ema = ParameterEMA(G, ema, formula="lerp", buffers_each_update=True)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(0.0, 0.9))
-    n = len(x_all)
-    steps_per_epoch = max(1, n // batch_size)
-    total = epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    step = 0
-    history = []
-    check_callback(callback, 0, total, "training")
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        d_sum = g_sum = 0.0
-        G.train()
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size : (i + 1) * batch_size]
-            x, c = x_all[idx], cond[idx]
-            b = len(idx)
-            # discriminator step (conditions of the fakes: those of the real batch)
-            z = torch.randn((b, latent_dim), generator=gen)
-            with torch.no_grad():
-                fake = G(z, c)
-            d_loss = torch.relu(1.0 - D(x, c)).mean() + torch.relu(1.0 + D(fake, c)).mean()
-            # conditional mismatch: real images with shuffled conditions count as fake
-            shuf = c[torch.randperm(b, generator=gen)]
-            d_loss = d_loss + mismatch_weight * torch.relu(1.0 + D(x, shuf)).mean() * float((shuf != c).any())
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            # generator step
-            z = torch.randn((b, latent_dim), generator=gen)
-            g_loss = -D(G(z, c), c).mean()
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            with torch.no_grad():
-                decay = min(ema, (1 + step) / (10 + step))
-                for pe, p in zip(G_ema.parameters(), G.parameters()):
-                    pe.lerp_(p, 1.0 - decay)
-                for be, bb in zip(G_ema.buffers(), G.buffers()):
-                    be.copy_(bb)
-            step += 1
-            d_sum += float(d_loss.detach())
-            g_sum += float(g_loss.detach())
-            check_callback(callback, step, total, "training")
-        history.append({"epoch": epoch + 1, "d_loss": round(d_sum / steps_per_epoch, 4), "g_loss": round(g_sum / steps_per_epoch, 4)})
-        if log is not None:
-            log(f"epoch {epoch + 1}/{epochs}: D {d_sum / steps_per_epoch:.3f}, G {g_sum / steps_per_epoch:.3f}, {time.perf_counter() - t0:.0f}s")
-        if max_seconds is not None and time.perf_counter() - t0 > max_seconds and epoch + 1 < epochs:
-            break
-    # recompute batch-norm running statistics for the averaged weights
-    G_ema.train()
-    with torch.no_grad():
-        for m in G_ema.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None
-        for a in range(0, min(n, 2048), batch_size):
-            idx = torch.arange(a, min(n, a + batch_size))
-            G_ema(torch.randn((len(idx), latent_dim), generator=gen), cond[idx])
-    G_ema.eval()
-    seconds = time.perf_counter() - t0
-    card = new_card(
-        name,
-        "gan",
-        arch,
+    loop = TrainingLoop(run.total_steps, callback, max_seconds, log)
+
+    def step(idx):
+        x, c = x_all[idx], cond[idx]
+        b = len(idx)
+        # discriminator step (conditions of the fakes: those of the real batch)
+        z = torch.randn((b, latent_dim), generator=gen)
+        with torch.no_grad():
+            fake = G(z, c)
+        d_loss = torch.relu(1.0 - D(x, c)).mean() + torch.relu(1.0 + D(fake, c)).mean()
+        # conditional mismatch: real images with shuffled conditions count as fake
+        shuf = c[torch.randperm(b, generator=gen)]
+        d_loss = d_loss + mismatch_weight * torch.relu(1.0 + D(x, shuf)).mean() * float((shuf != c).any())
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        # generator step
+        z = torch.randn((b, latent_dim), generator=gen)
+        g_loss = -D(G(z, c), c).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        G_ema.update()
+        return {"d": float(d_loss.detach()), "g": float(g_loss.detach())}
+
+    def summary(epoch, m):
+        return {"epoch": epoch, "d_loss": round(m["d"], 4), "g_loss": round(m["g"], 4)}, f"D {m['d']:.3f}, G {m['g']:.3f}"
+
+    G.train()
+    history = loop.run_epochs(run.epochs, lambda epoch: epoch_batches(len(x_all), run.batch_size, gen), step, summary)
+    _recompute_batch_norm(G_ema.model, cond, latent_dim, run.batch_size, gen)
+    card = image_model_card(
+        name, "gan", run, data, loop, seed,
         description="Conditional DCGAN-style GAN (conditional batch norm generator, projection discriminator, hinge loss) for 64x64 single-channel chest radiographs.",
-        conditions=schema.to_dict(),
-        capabilities=["conditions"] if len(schema) else [],
-        training_data=data_provenance(data, table, schema),
-        training={
-            "epochs": len(history),
-            "epochs_planned": epochs,
-            "steps": step,
-            "batch_size": batch_size,
-            "optimizer": "Adam(betas=(0, 0.9))",
-            "lr_generator": lr_g,
-            "lr_discriminator": lr_d,
-            "loss": f"hinge, plus real images with shuffled conditions as negatives (weight {mismatch_weight})",
-            "initialised_from": init_sha,
-            "ema_decay": ema,
-            "discriminator_width": int(d_width or width),
-            "seed": seed,
-            "time_seconds": round(seconds, 1),
-            "machine": machine_description(),
-            "torch_threads": torch.get_num_threads(),
-            "history": history[-5:],
-        },
+        capabilities=["conditions"] if len(run.schema) else [],
+        training={"optimizer": "Adam(betas=(0, 0.9))", "lr_generator": lr_g, "lr_discriminator": lr_d,
+                  "loss": f"hinge, plus real images with shuffled conditions as negatives (weight {mismatch_weight})",
+                  "initialised_from": init_sha, "ema_decay": ema, "discriminator_width": int(d_width or width)},
         sampler_defaults={"sampler": "gan", "truncation": 1.0},
-        intended_use="Teaching and method development on simulated PhantomCXR radiographs; not for clinical use.",
         limitations=[
-            "Trained only on simulated PhantomCXR images; it has never seen a real radiograph.",
             "A small GAN trained briefly on a CPU: expect artefacts, some mode collapse and weak rare findings.",
-            "Conditions the user leaves out are drawn independently per condition (findings per sex) from the training distribution.",
             "No inpainting.",
         ],
         metrics={"final_d_loss": history[-1]["d_loss"], "final_g_loss": history[-1]["g_loss"]},
     )
-    tensors = {k: v.detach().clone() for k, v in G_ema.state_dict().items()}
-    tensors = _storage_dtype(tensors, weights_dtype)
-    sha = save_checkpoint(out, tensors, card)
-    saved = dict(load_checkpoint(out).card)
-    saved["sha256"] = sha
-    return saved
+    tr = card["training"]
+    tr["previous_runs"] = _previous_runs(init_card, init_sha)
+    tr["total_time_seconds"] = duration(tr["time_seconds"] + sum(float(r.get("time_seconds", 0)) for r in tr["previous_runs"]))
+    ck, card = save_and_reload(run.out, G_ema.model.state_dict(), card, weights_dtype)
+    return TrainingResult(GANGenerator.from_checkpoint(ck), card)
+
+
+def _recompute_batch_norm(net: Any, cond: Any, latent_dim: int, batch_size: int, gen: Any) -> None:
+    """Batch-norm running statistics of the averaged weights, from up to 2,048 seeded latents."""
+    import torch
+
+    net.train()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None
+        n = len(cond)
+        for a in range(0, min(n, 2048), batch_size):
+            idx = torch.arange(a, min(n, a + batch_size))
+            net(torch.randn((len(idx), latent_dim), generator=gen), cond[idx])
+    net.eval()

@@ -15,16 +15,14 @@ conditional reconstruction, not a model of the masked region given the rest.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from ..checkpoint import load_checkpoint, machine_description, new_card, save_checkpoint
 from ..errors import CheckpointError
-from ._training import _storage_dtype, check_epochs, data_provenance, out_path, prepare_training
-from .base import Generator, check_callback, randn_per_image, torch_generators
+from ._training import TrainingLoop, TrainingResult, epoch_batches, image_model_card, image_training_set, save_and_reload
+from .base import Generator, network_from_card, randn_per_image, torch_generators
 from .conditions import ConditionSchema, encode_conditions
 
 __all__ = ["VAEGenerator", "build_vae", "train_vae", "DEFAULT_VAE_ARCH"]
@@ -156,17 +154,8 @@ class VAEGenerator(Generator):
         super().__init__(card, sha256=sha256, path=path)
         import torch
 
-        arch = dict(self._card["architecture"])
-        keys = {"image_size", "channels", "latent_dim", "width", "cond_dim"}
-        try:
-            self.net = build_vae(**{k: int(v) for k, v in arch.items() if k in keys})
-            self.net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"the VAE weights do not fit the architecture in the model card ({str(exc)[:300]}).") from exc
-        if self._schema.width != self.net.cond_dim:
-            raise CheckpointError(f"the card's condition schema encodes {self._schema.width} values but the VAE expects {self.net.cond_dim}.")
+        self.net = network_from_card(self, build_vae, tensors, "VAE", device)
         self.device = torch.device(device)
-        self.net.to(self.device).eval()
         t = temperature if temperature is not None else self._card.get("sampler_defaults", {}).get("temperature", 1.0)
         self.temperature = float(t)
         self._capabilities = frozenset({"conditions", "inpaint"} if len(self._schema) else {"inpaint"})
@@ -240,7 +229,7 @@ def train_vae(
     weights_dtype: str = "float16",
     max_seconds: float | None = None,
     log: Callable[[str], Any] | None = None,
-) -> dict:
+) -> TrainingResult:
     """Train a conditional VAE on an ImageSet and save it as a checkpoint.
 
     Parameters
@@ -277,103 +266,60 @@ def train_vae(
 
     Returns
     -------
-    dict
-        The model card written into the checkpoint (``card["sha256"]`` is
-        added to the returned dict only, with the file's SHA-256).
+    TrainingResult
+        ``(generator, card)``: the :class:`VAEGenerator` loaded back from
+        ``out``, and the model card written into it, plus ``card["sha256"]``,
+        the file's SHA-256.
 
     Examples
     --------
     >>> from medsynth_explore.phantom import simulate  # doctest: +SKIP
-    >>> card = train_vae(simulate(256, seed=0), "vae.safetensors", epochs=1)  # doctest: +SKIP
+    >>> gen, card = train_vae(simulate(256, seed=0), "vae.safetensors", epochs=1)  # doctest: +SKIP
     """
     import torch
 
-    epochs, batch_size = check_epochs(epochs, batch_size)
-    out = out_path(out)
-    schema, images, table, cond = prepare_training(data, schema)
-    image_size = int(images.shape[-1])
-    x_all = torch.from_numpy(images)
-    torch.manual_seed(seed)
-    arch = {"image_size": int(image_size), "channels": 1, "latent_dim": int(latent_dim), "width": int(width), "cond_dim": int(schema.width)}
-    net = build_vae(**arch)
+    run = image_training_set(data, out, epochs, batch_size, schema, seed, latent_dim, width)
+    x_all, cond, image_size = run.images, run.cond, run.arch["image_size"]
+    net = build_vae(**run.arch)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    n = len(x_all)
-    steps_per_epoch = max(1, n // batch_size)
-    total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=run.total_steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
-    warm = max(1, int(kl_warmup * total))
-    t0 = time.perf_counter()
-    step = 0
-    history = []
-    check_callback(callback, 0, total, "training")
+    warm = max(1, int(kl_warmup * run.total_steps))
+    loop = TrainingLoop(run.total_steps, callback, max_seconds, log)
+
+    def step(idx):
+        x, c = x_all[idx], cond[idx]
+        eps = torch.randn((len(idx), latent_dim), generator=gen)
+        recon, mu, logvar = net(x, c, eps)
+        rec = ((recon - x) ** 2).flatten(1).sum(1).mean() / (2 * sigma**2)
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1).mean()
+        loss = rec + min(1.0, (loop.step + 1) / warm) * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 100.0)
+        opt.step()
+        sched.step()
+        return {"rec": float(rec.detach()), "kl": float(kl.detach())}
+
+    def summary(epoch, m):
+        rmse = float(np.sqrt(m["rec"] * 2 * sigma**2 / (image_size * image_size)))
+        return {"epoch": epoch, "recon_rmse": round(rmse, 5), "kl": round(m["kl"], 3)}, f"recon RMSE {rmse:.4f}, KL {m['kl']:.2f} nats"
+
     net.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        rec_sum = kl_sum = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size : (i + 1) * batch_size]
-            x, c = x_all[idx], cond[idx]
-            eps = torch.randn((len(idx), latent_dim), generator=gen)
-            recon, mu, logvar = net(x, c, eps)
-            rec = ((recon - x) ** 2).flatten(1).sum(1).mean() / (2 * sigma**2)
-            kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1).mean()
-            beta = min(1.0, (step + 1) / warm)
-            loss = rec + beta * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 100.0)
-            opt.step()
-            sched.step()
-            step += 1
-            rec_sum += float(rec.detach())
-            kl_sum += float(kl.detach())
-            check_callback(callback, step, total, "training")
-        rmse = float(np.sqrt(rec_sum / steps_per_epoch * 2 * sigma**2 / (image_size * image_size)))
-        history.append({"epoch": epoch + 1, "recon_rmse": round(rmse, 5), "kl": round(kl_sum / steps_per_epoch, 3)})
-        if log is not None:
-            log(f"epoch {epoch + 1}/{epochs}: recon RMSE {rmse:.4f}, KL {kl_sum / steps_per_epoch:.2f} nats, {time.perf_counter() - t0:.0f}s")
-        if max_seconds is not None and time.perf_counter() - t0 > max_seconds and epoch + 1 < epochs:
-            break
-    seconds = time.perf_counter() - t0
+    history = loop.run_epochs(run.epochs, lambda epoch: epoch_batches(len(x_all), run.batch_size, gen), step, summary)
     net.eval()
-    card = new_card(
-        name,
-        "vae",
-        arch,
+    card = image_model_card(
+        name, "vae", run, data, loop, seed,
         description="Conditional VAE (FiLM-conditioned decoder) for 64x64 single-channel chest radiographs.",
-        conditions=schema.to_dict(),
-        capabilities=["conditions", "inpaint"] if len(schema) else ["inpaint"],
-        training_data=data_provenance(data, table, schema),
-        training={
-            "epochs": len(history),
-            "epochs_planned": epochs,
-            "steps": step,
-            "batch_size": batch_size,
-            "optimizer": "Adam",
-            "lr": lr,
-            "lr_schedule": "one-cycle",
-            "likelihood": f"Gaussian, sigma={sigma}",
-            "kl_warmup_fraction": kl_warmup,
-            "seed": seed,
-            "time_seconds": round(seconds, 1),
-            "machine": machine_description(),
-            "torch_threads": torch.get_num_threads(),
-            "history": history[-5:],
-        },
+        capabilities=["conditions", "inpaint"] if len(run.schema) else ["inpaint"],
+        training={"optimizer": "Adam", "lr": lr, "lr_schedule": "one-cycle", "likelihood": f"Gaussian, sigma={sigma}",
+                  "kl_warmup_fraction": kl_warmup},
         sampler_defaults={"sampler": "vae-prior", "temperature": float(temperature)},
-        intended_use="Teaching and method development on simulated PhantomCXR radiographs; not for clinical use.",
         limitations=[
-            "Trained only on simulated PhantomCXR images; it has never seen a real radiograph.",
             "VAE samples are smoother (blurrier) than the training images; fine texture and small nodules are weak.",
-            "Conditions the user leaves out are drawn independently per condition (findings per sex) from the training distribution.",
             "Inpainting decodes a whole new image from the posterior and pastes the masked region; seams can show at the mask border.",
         ],
         metrics={"final_recon_rmse": history[-1]["recon_rmse"], "final_kl_nats": history[-1]["kl"]},
     )
-    tensors = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    tensors = _storage_dtype(tensors, weights_dtype)
-    sha = save_checkpoint(out, tensors, card)
-    saved = dict(load_checkpoint(out).card)
-    saved["sha256"] = sha
-    return saved
+    ck, card = save_and_reload(run.out, net.state_dict(), card, weights_dtype)
+    return TrainingResult(VAEGenerator.from_checkpoint(ck), card)
