@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_SCHEMA, Noise
 
 from medsynth_explore.data import load_dataset
 from medsynth_explore.errors import CancelledError, DataError, MedsynthError
@@ -20,17 +21,8 @@ from medsynth_explore.export import (
     read_shard,
     verify,
 )
-from medsynth_explore.generators import Condition, ConditionSchema, Generator, condition_distribution
+from medsynth_explore.generators import condition_distribution
 from medsynth_explore.scale import shard_seed
-
-SCHEMA = ConditionSchema(
-    [
-        Condition("age", "continuous", range=(18, 90)),
-        Condition("sex", "categorical", values=("F", "M")),
-        Condition("findings", "findings", names=("effusion", "nodule")),
-    ]
-)
-
 
 def _distribution() -> dict:
     rng = np.random.default_rng(0)
@@ -42,26 +34,12 @@ def _distribution() -> dict:
             "nodule": rng.integers(0, 2, 200),
         }
     )
-    return condition_distribution(train, SCHEMA)
+    return condition_distribution(train, SMALL_SCHEMA)
 
 
-class NoiseGenerator(Generator):
+def NoiseGenerator(size: int = 16) -> Noise:
     """A tiny seeded conditional model: noise whose brightness follows age."""
-
-    def __init__(self, size: int = 16):
-        card = {
-            "name": "test-noise",
-            "family": "physics",
-            "architecture": {"image_size": size},
-            "conditions": SCHEMA.to_dict(),
-            "training_data": {"condition_distribution": _distribution()},
-        }
-        super().__init__(card, sha256="ab" * 32)
-
-    def _generate(self, table, seeds, steps, guidance, prompts):
-        size = self.image_shape[-1]
-        out = np.stack([np.random.default_rng(int(s)).random((1, size, size), dtype=np.float32) for s in seeds])
-        return out * (0.3 + 0.0075 * table["age"].to_numpy(float))[:, None, None, None]
+    return Noise(size=size, distribution=_distribution())
 
 
 @pytest.fixture(scope="module")

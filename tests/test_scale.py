@@ -14,9 +14,12 @@ import pytest
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
+import conftest  # noqa: E402
+from conftest import AGE_SEX_SCHEMA, Noise  # noqa: E402
+
 from medsynth_explore.errors import CancelledError, ConditionError, DataError  # noqa: E402
 from medsynth_explore.export import export, read_manifest, verify  # noqa: E402
-from medsynth_explore.generators import Condition, ConditionSchema, Generator, image_seeds  # noqa: E402
+from medsynth_explore.generators import image_seeds  # noqa: E402
 from medsynth_explore.metrics import StreamingFID  # noqa: E402
 from medsynth_explore.scale import (  # noqa: E402
     Sampling,
@@ -28,28 +31,16 @@ from medsynth_explore.scale import (  # noqa: E402
     shard_seed,
 )
 
-# Workers must unpickle the test generator, which lives in this (not importable) module.
+# Workers must unpickle the test generator, which lives in modules they cannot import.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+cloudpickle.register_pickle_by_value(conftest)
 
-SCHEMA = ConditionSchema([Condition("age", "continuous", range=(18, 90)), Condition("sex", "categorical", values=("F", "M"))])
 DIST = {"n": 2, "age": {"hist": [1, 1], "edges": [18.0, 54.0, 90.0]}, "sex": {"F": 0.5, "M": 0.5}}
 
 
-class NoiseGenerator(Generator):
+def NoiseGenerator(delay: float = 0.0, marks: str | None = None) -> Noise:
     """Seeded noise; optionally slow, and noting in ``marks`` which process started which shard."""
-
-    def __init__(self, delay: float = 0.0, marks: str | None = None):
-        card = {"name": "test-noise", "family": "physics", "architecture": {"image_size": 16},
-                "conditions": SCHEMA.to_dict(), "training_data": {"condition_distribution": DIST}}
-        super().__init__(card, sha256="cd" * 32)
-        self.delay, self.marks = delay, marks
-
-    def _generate(self, table, seeds, steps, guidance, prompts):
-        if self.marks:
-            Path(self.marks, f"{int(seeds[0])}-{os.getpid()}-{time.monotonic_ns()}").touch()
-        time.sleep(self.delay)
-        out = np.stack([np.random.default_rng(int(s)).random((1, 16, 16), dtype=np.float32) for s in seeds])
-        return out * (0.3 + 0.0075 * table["age"].to_numpy(float))[:, None, None, None]
+    return Noise(schema=AGE_SEX_SCHEMA, sha256="cd" * 32, delay=delay, marks=marks, distribution=DIST)
 
 
 def _fail_on_three(x):

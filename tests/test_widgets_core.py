@@ -3,54 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from medsynth_explore.data import ImageSet
-from medsynth_explore.generators import Generator
-from medsynth_explore.generators.conditions import condition_distribution, phantomcxr_schema
+from conftest import Blobs, toy_card, toy_reference
+
 from medsynth_explore.jobs import JobRunner
 from medsynth_explore.session import Session
 
 
-class Blobs(Generator):
-    """Tiny seeded generator: a bright disc whose size follows age; effusion darkens the bottom."""
-
-    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
-        out = np.empty((len(cond_table), 1, 32, 32), np.float32)
-        yy, xx = np.mgrid[:32, :32]
-        for i, (s, row) in enumerate(zip(rng_seed, cond_table.itertuples())):
-            rng = np.random.default_rng(int(s))
-            r = 4 + row.age / 10
-            img = 0.2 + 0.6 * ((yy - 16) ** 2 + (xx - 16) ** 2 < r * r) + rng.normal(0, 0.05, (32, 32))
-            if row.effusion:
-                img[24:] *= 0.5
-            out[i, 0] = np.clip(img, 0, 1)
-        return out
-
-    def _inpaint(self, images, masks, cond_table, rng_seed, steps, guidance, prompts):
-        return self._generate(cond_table, rng_seed, steps, guidance, prompts)
-
-
 def _generator():
-    schema = phantomcxr_schema()
-    rng = np.random.default_rng(1)
-    seen = pd.DataFrame({"age": rng.integers(20, 80, 200), "sex": rng.choice(["F", "M"], 200), "cardiomegaly": 0,
-                         "nodule": 0, "effusion": rng.integers(0, 2, 200), "pneumothorax": 0})
-    card = {"name": "blobs", "family": "physics", "architecture": {"image_size": 32},
-            "conditions": schema.to_dict(), "capabilities": ["conditions", "inpaint"],
-            "training_data": {"condition_distribution": condition_distribution(seen, schema)}}
-    return Blobs(card)
+    return Blobs(toy_card("blobs", size=32, capabilities=("conditions", "inpaint")))
 
 
 def _reference(n=60):
-    rng = np.random.default_rng(0)
-    meta = pd.DataFrame({"age": rng.integers(20, 80, n), "sex": rng.choice(["F", "M"], n),
-                         "cardiomegaly": 0, "nodule": 0, "effusion": rng.integers(0, 2, n), "pneumothorax": 0})
-    gen = _generator()
-    imgs = gen.sample(n, conditions={"age": meta.age.to_numpy(float), "sex": meta.sex.tolist(),
-                                     "findings": [["effusion"] if e else [] for e in meta.effusion]}, seed=99).images
-    return ImageSet(imgs, meta, {"source": "test"})
+    return toy_reference(_generator(), n)
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Broken, Copier, Rings, toy_card, toy_reference
 
 from medsynth_explore.checkpoint import new_card
-from medsynth_explore.data import ImageSet
+from medsynth_explore.generators.conditions import phantomcxr_schema
 from medsynth_explore.errors import CancelledError, DataError
-from medsynth_explore.generators import Generator
-from medsynth_explore.generators.conditions import condition_distribution, phantomcxr_schema
 from medsynth_explore.jobs import JobRunner
 from medsynth_explore.session import Session
 
@@ -25,48 +24,12 @@ SIZE = 16
 pytestmark = pytest.mark.filterwarnings("ignore:FID from .* samples")
 
 
-class Rings(Generator):
-    """Tiny seeded generator: a ring whose radius follows age, brighter for F; effusion darkens the bottom rows."""
-
-    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
-        yy, xx = np.mgrid[:SIZE, :SIZE]
-        rr = np.hypot(yy - SIZE / 2, xx - SIZE / 2)
-        out = np.empty((len(cond_table), 1, SIZE, SIZE), np.float32)
-        for i, (s, row) in enumerate(zip(rng_seed, cond_table.itertuples())):
-            rng = np.random.default_rng(int(s))
-            r = 2 + row.age / 20
-            img = 0.2 + (0.5 if row.sex == "F" else 0.35) * (np.abs(rr - r) < 1.5) + rng.normal(0, 0.08, (SIZE, SIZE))
-            if row.effusion:
-                img[-4:] *= 0.5
-            out[i, 0] = np.clip(img, 0, 1)
-        return out
-
-
-class Broken(Generator):
-    """A generator whose sampling always fails (for the error paths)."""
-
-    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
-        raise DataError("broken generator: this model cannot sample (test double).")
-
-
 def _card(name="rings", family="physics", **extra):
-    schema = phantomcxr_schema()
-    rng = np.random.default_rng(1)
-    seen = pd.DataFrame({"age": rng.integers(20, 80, 200), "sex": rng.choice(["F", "M"], 200), "cardiomegaly": 0,
-                         "nodule": 0, "effusion": rng.integers(0, 2, 200), "pneumothorax": 0})
-    card = {"name": name, "family": family, "architecture": {"image_size": SIZE}, "conditions": schema.to_dict(),
-            "capabilities": ["conditions"], "training_data": {"condition_distribution": condition_distribution(seen, schema)}}
-    card.update(extra)
-    return card
+    return toy_card(name, family, size=SIZE, **extra)
 
 
 def _reference(n=80, seed=0):
-    rng = np.random.default_rng(seed)
-    meta = pd.DataFrame({"age": rng.integers(20, 80, n), "sex": rng.choice(["F", "M"], n), "site": rng.choice(["A", "B"], n),
-                         "cardiomegaly": 0, "nodule": 0, "effusion": rng.integers(0, 2, n), "pneumothorax": 0})
-    imgs = Rings(_card()).sample(n, conditions={"age": meta.age.to_numpy(float), "sex": meta.sex.tolist(),
-                                                 "findings": [["effusion"] if e else [] for e in meta.effusion]}, seed=99 + seed).images
-    return ImageSet(imgs, meta, {"source": "test"})
+    return toy_reference(Rings(_card()), n, seed=seed, draw_seed=99 + seed, site=True)
 
 
 @pytest.fixture
@@ -212,17 +175,6 @@ def test_trilemma_panel_error_from_a_generator_shows_in_the_panel(session):
 
 
 # ---------------------------------------------------------------------------- privacy
-
-
-class Copier(Generator):
-    """Returns training images verbatim (a memorising generator)."""
-
-    def __init__(self, card, images):
-        super().__init__(card)
-        self.images = images
-
-    def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
-        return self.images[np.asarray(rng_seed) % len(self.images)]
 
 
 def test_privacy_panel_histograms_pairs_and_copy_rate(session):
