@@ -73,8 +73,17 @@ def main() -> None:
     reference = {q.relative_to(work / "local"): q.read_bytes() for q in (work / "local" / "images").iterdir()}
 
     for workers in (1, 2):
-        with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None,
-                          env={"OMP_NUM_THREADS": "1"}, silence_logs=40) as lc, Client(lc) as client:
+        with (
+            LocalCluster(
+                n_workers=workers,
+                processes=True,
+                threads_per_worker=1,
+                dashboard_address=None,
+                env={"OMP_NUM_THREADS": "1"},
+                silence_logs=40,
+            ) as lc,
+            Client(lc) as client,
+        ):
             out = work / f"dask{workers}"
             t = time.perf_counter()
             client.run(_load, a.generator)

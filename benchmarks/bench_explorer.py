@@ -94,11 +94,15 @@ def main() -> None:
         first = _cold_umap(feats, env)
         cold = _cold_umap(feats, env)  # a new process that finds the kernels on disk
     print(f"  new process, fit on {len(real)} real + place {len(syn_f)} synthetic (import included):")
-    print(f"    first ever on this installation (numba compiles, writes its cache): {first['total']:.2f} s "
-          f"(import {first['import']:.1f}, fit {first['fit']:.1f}, place {first['place']:.1f})")
-    print(f"    cold process, kernels cached on disk:                               {cold['total']:.2f} s "
-          f"(import {cold['import']:.1f}, fit {cold['fit']:.1f}, place {cold['place']:.1f}; "
-          f"ratio {first['total'] / cold['total']:.1f}x)")
+    print(
+        f"    first ever on this installation (numba compiles, writes its cache): {first['total']:.2f} s "
+        f"(import {first['import']:.1f}, fit {first['fit']:.1f}, place {first['place']:.1f})"
+    )
+    print(
+        f"    cold process, kernels cached on disk:                               {cold['total']:.2f} s "
+        f"(import {cold['import']:.1f}, fit {cold['fit']:.1f}, place {cold['place']:.1f}; "
+        f"ratio {first['total'] / cold['total']:.1f}x)"
+    )
     new = syn_f[:64]
     emb = Embedding(real, seed=0)
     emb.place("x", syn_f)
@@ -113,8 +117,10 @@ def main() -> None:
     mp = MetricsPanel(session, runner=runner)
     t_ref, _ = timed(lambda: mp.refresh(), repeat=3)
     t_enc, _ = timed(lambda: session.encoder.encode(session.synthetic[names[-1]].images))
-    print(f"  refresh FID/KID/PRDC at N=512 vs 2000 real: {t_ref * 1000:.0f} ms; re-encoding peer {t_enc * 1000:.0f} ms "
-          f"(ratio {t_enc / t_ref:.1f}x)")
+    print(
+        f"  refresh FID/KID/PRDC at N=512 vs 2000 real: {t_ref * 1000:.0f} ms; re-encoding peer {t_enc * 1000:.0f} ms "
+        f"(ratio {t_enc / t_ref:.1f}x)"
+    )
 
     print("\nmemory over 20 generate rounds of 8 images")
     rss = []
@@ -122,8 +128,10 @@ def main() -> None:
         panel.seed.value += 1
         panel.generate_button.click()
         rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(f"  peak RSS after round 1: {rss[0]:.0f} MB, after round 20: {rss[-1]:.0f} MB "
-          f"(kept samples bounded at {session.max_samples} per generator)")
+    print(
+        f"  peak RSS after round 1: {rss[0]:.0f} MB, after round 20: {rss[-1]:.0f} MB "
+        f"(kept samples bounded at {session.max_samples} per generator)"
+    )
 
 
 if __name__ == "__main__":

@@ -63,18 +63,24 @@ def reports_for(table: pd.DataFrame, seed: int = 0) -> list[str]:
 def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0, guidance=None) -> dict:
     from medsynth_explore.metrics import clip_score, copy_rate, fid, prdc, psnr
 
-    conds = {"age": table["age"].to_numpy(), "sex": table["sex"].tolist(),
-             "findings": [[] if f == "none" else [f] for f in table["finding"]]}
+    conds = {
+        "age": table["age"].to_numpy(),
+        "sex": table["sex"].tolist(),
+        "findings": [[] if f == "none" else [f] for f in table["finding"]],
+    }
     gen.sample(8, seed=seed + 99)  # warm-up
     t0 = time.perf_counter()
     out = gen.sample(len(table), conditions=conds, seed=seed, guidance=guidance)
     seconds = time.perf_counter() - t0
     pred = clf.predict(out.images)
     first = out.metadata.iloc[0]
-    res = {"generator": gen.name, "guidance": None if pd.isna(first["guidance"]) else float(first["guidance"]),
-           "steps": None if pd.isna(first["steps"]) else int(first["steps"]),
-           "condition_guidance": first.get("condition_guidance", ""),
-           "images_per_s": len(table) / seconds}
+    res = {
+        "generator": gen.name,
+        "guidance": None if pd.isna(first["guidance"]) else float(first["guidance"]),
+        "steps": None if pd.isna(first["steps"]) else int(first["steps"]),
+        "condition_guidance": first.get("condition_guidance", ""),
+        "images_per_s": len(table) / seconds,
+    }
     for f in FINDINGS:
         y = (table["finding"] == f).to_numpy()
         res[f"auroc_{f}"] = roc_auc_score(y, pred[f"p_{f}"])
@@ -88,7 +94,9 @@ def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0,
         # mismatched: a report of another cell (different finding or sex)
         other = [texts[j] for j in order]
         mis = clip_score(img, clip.encode_text(other, truncate=True))
-        differ = (table["finding"].to_numpy()[order] != table["finding"].to_numpy()) | (table["sex"].to_numpy()[order] != table["sex"].to_numpy())
+        differ = (table["finding"].to_numpy()[order] != table["finding"].to_numpy()) | (
+            table["sex"].to_numpy()[order] != table["sex"].to_numpy()
+        )
         res["clipscore_matched"] = float(own[differ].mean())
         res["clipscore_mismatched"] = float(mis[differ].mean())
         res["copy_rate"] = copy_rate(train_f, img, held_f, q=0.01)["copy_rate"]
@@ -104,8 +112,12 @@ def measure(gen, table: pd.DataFrame, clf, clip, train_f, held_f, seed: int = 0,
         yy, xx = np.mgrid[:64, :64]
         mask[(yy - 26) ** 2 + (xx - 20) ** 2 <= 36] = 1  # a disc in the image-left (patient right) upper lung
         after = gen.inpaint(base, mask, conditions={"findings": ["nodule"]}, seed=seed, guidance=guidance)
-        res["inpaint_psnr_outside_db"] = float(np.mean([psnr(a[0], b[0], mask=mask.astype(bool)) for a, b in zip(base.images, after.images)]))
-        res["inpaint_delta_p_nodule"] = float((clf.predict(after.images)["p_nodule"] - clf.predict(base.images)["p_nodule"]).mean())
+        res["inpaint_psnr_outside_db"] = float(
+            np.mean([psnr(a[0], b[0], mask=mask.astype(bool)) for a, b in zip(base.images, after.images)])
+        )
+        res["inpaint_delta_p_nodule"] = float(
+            (clf.predict(after.images)["p_nodule"] - clf.predict(base.images)["p_nodule"]).mean()
+        )
     return res
 
 
@@ -136,7 +148,9 @@ class TrainingSets:
         if td.get("split") == "train" or card.get("family") == "physics":
             key = ("split", 0)
         else:  # the card records the simulated population (older cards: the enriched one of the training script)
-            pop = td.get("population") or {"prevalence": {"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}}
+            pop = td.get("population") or {
+                "prevalence": {"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}
+            }
             key = ("population", int(td.get("seed", 1)), int(td.get("size", 6000)), json.dumps(pop, sort_keys=True))
         if key not in self.cache:
             pop = Population.from_dict(json.loads(key[3]))
@@ -170,9 +184,10 @@ def write_card(name: str, row: dict, per_cell: int) -> None:
     card["metrics"] = dict(card.get("metrics") or {})
     card["metrics"]["fidelity_benchmark"] = {
         "protocol": f"benchmarks/bench_fidelity.py: {per_cell} images per cell (no finding or one of four findings x F/M, "
-                    "ages 20-85) at default settings, judged by the shipped reference classifier; CLIPScore, copy rate, "
-                    "FID/precision/coverage vs held-out real images with domain-CLIP features",
-        "machine": machine_description(), "date": time.strftime("%Y-%m-%d"),
+        "ages 20-85) at default settings, judged by the shipped reference classifier; CLIPScore, copy rate, "
+        "FID/precision/coverage vs held-out real images with domain-CLIP features",
+        "machine": machine_description(),
+        "date": time.strftime("%Y-%m-%d"),
         **{k: (str(v) if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items() if k != "generator"},
     }
     save_checkpoint(path, ck.tensors, card)
@@ -184,18 +199,25 @@ def main() -> None:
     ap.add_argument("--per-cell", type=int, default=64)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--generators", help="comma-separated names or checkpoint paths (default: every installed one)")
-    ap.add_argument("--guidance", help="comma-separated classifier-free guidance scales to compare, for models that "
-                                       "take one (default: each model's own default)")
-    ap.add_argument("--age-guidance", help="comma-separated extra guidance scales for the age condition alone, for models "
-                                           "with condition_guidance (default: the model's own)")
-    ap.add_argument("--write-cards", action="store_true",
-                    help="store each learned model's row in its checkpoint card (metrics.fidelity_benchmark); "
-                         "only at default settings")
+    ap.add_argument(
+        "--guidance",
+        help="comma-separated classifier-free guidance scales to compare, for models that "
+        "take one (default: each model's own default)",
+    )
+    ap.add_argument(
+        "--age-guidance",
+        help="comma-separated extra guidance scales for the age condition alone, for models "
+        "with condition_guidance (default: the model's own)",
+    )
+    ap.add_argument(
+        "--write-cards",
+        action="store_true",
+        help="store each learned model's row in its checkpoint card (metrics.fidelity_benchmark); only at default settings",
+    )
     a = ap.parse_args()
     import medsynth_explore as mse
     from medsynth_explore.features.domain_clip import load_domain_clip
     from medsynth_explore.features.reference_classifier import ReferenceClassifier
-    from medsynth_explore.phantom import simulate
 
     clf = ReferenceClassifier()
     clip = load_domain_clip()
@@ -210,8 +232,11 @@ def main() -> None:
         raise SystemExit("--write-cards records default settings only; leave out --guidance and --age-guidance.")
     for name in names:
         gen = mse.load_generator(name)
-        settings = [(g, ga) for g in (scales if "guidance" in gen.capabilities else [None])
-                    for ga in (age_scales if hasattr(gen, "condition_guidance") else [None])]
+        settings = [
+            (g, ga)
+            for g in (scales if "guidance" in gen.capabilities else [None])
+            for ga in (age_scales if hasattr(gen, "condition_guidance") else [None])
+        ]
         for g, ga in settings:
             if ga is not None:
                 gen.condition_guidance = {**gen.condition_guidance, "age": ga}
@@ -232,7 +257,11 @@ def main() -> None:
         print("| measure | " + " | ".join(t.columns) + " |")
         print("|---" * (len(t.columns) + 1) + "|")
         for k, row in t.iterrows():
-            print(f"| {k} | " + " | ".join("–" if pd.isna(v) else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
+            print(
+                f"| {k} | "
+                + " | ".join("–" if pd.isna(v) else f"{v:.3g}" if isinstance(v, float) else str(v) for v in row)
+                + " |"
+            )
     else:
         print(t.to_string(float_format=lambda v: f"{v:.3g}"))
 

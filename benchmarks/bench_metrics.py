@@ -61,14 +61,18 @@ def bench_fid(n, d, repeat):
     print(f"  pytorch-fid  {t_peer:8.3f} s   value {v_peer:.10g}")
     print(f"  ours         {t_ours:8.3f} s   value {v_ours:.10g}   rel. diff {abs(v_ours - v_peer) / abs(v_peer):.2e}")
     print(f"  ratio peer/ours: {t_peer / t_ours:.1f}x")
-    print(f"  distance only (pytorch-fid's calculate_frechet_distance), from the same statistics: "
-          f"sqrtm {t_pd:.3f} s vs eigvalsh route {t_od:.3f} s -> {t_pd / t_od:.1f}x")
+    print(
+        f"  distance only (pytorch-fid's calculate_frechet_distance), from the same statistics: "
+        f"sqrtm {t_pd:.3f} s vs eigvalsh route {t_od:.3f} s -> {t_pd / t_od:.1f}x"
+    )
     # what bounds the end-to-end ratio: both sides form two float64 covariances (a symmetric rank-N update
     # each, N D (D + 1) flops; numpy's X.T @ X inside np.cov takes the same BLAS route)
     t_cov, _ = best_time(lambda: (feature_stats(a), feature_stats(b)), repeat)
     gflops = 2 * n * d * (d + 1) / t_cov / 1e9
-    print(f"  shared work: two float64 covariances {t_cov:.3f} s ({gflops:.0f} GFLOP/s); "
-          f"with it, the end-to-end ratio cannot exceed {t_peer / t_cov:.1f}x")
+    print(
+        f"  shared work: two float64 covariances {t_cov:.3f} s ({gflops:.0f} GFLOP/s); "
+        f"with it, the end-to-end ratio cannot exceed {t_peer / t_cov:.1f}x"
+    )
 
 
 def bench_live(n_real, n_syn, d, batch):
@@ -82,15 +86,20 @@ def bench_live(n_real, n_syn, d, batch):
     for s in (sf, sk, sp):
         s.update(real, real=True)
         s.update(syn, real=False)
-    sf.compute(); sk.compute(); sp.coverage()  # caches built once (real-side factor, radii)
+    sf.compute()
+    sk.compute()
+    sp.coverage()  # caches built once (real-side factor, radii)
 
     def live():
         t0 = time.perf_counter()
-        sf.update(new, real=False); v_f = sf.compute()
+        sf.update(new, real=False)
+        v_f = sf.compute()
         t1 = time.perf_counter()
-        sk.update(new, real=False); v_k = sk.compute()
+        sk.update(new, real=False)
+        v_k = sk.compute()
         t2 = time.perf_counter()
-        sp.update(new, real=False); v_c = sp.coverage()
+        sp.update(new, real=False)
+        v_c = sp.coverage()
         t3 = time.perf_counter()
         return (t1 - t0, t2 - t1, t3 - t2), (v_f, v_k, v_c)
 

@@ -56,8 +56,11 @@ def main(argv: list[str]) -> int:
         total += s
         worst = max(worst, b)
         flag = "  OVER 2 GB" if b > BINDER_BYTES else ""
-        print(f"{p.name:40s} {s:7.1f} s  {b / 2**20:7.0f} MiB  {s / base_s:5.1f}x time of peer  "
-              f"{b / BINDER_BYTES:5.0%} of 2 GB{flag}", flush=True)
+        print(
+            f"{p.name:40s} {s:7.1f} s  {b / 2**20:7.0f} MiB  {s / base_s:5.1f}x time of peer  "
+            f"{b / BINDER_BYTES:5.0%} of 2 GB{flag}",
+            flush=True,
+        )
     print(f"{'all tutorials':40s} {total:7.1f} s  (peak {worst / 2**20:.0f} MiB; {total / base_s:.1f}x the peer)")
     return 0 if worst <= BINDER_BYTES else 1
 

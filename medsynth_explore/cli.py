@@ -120,7 +120,9 @@ def _json_arg(text: str | None, what: str):
     try:
         return json.loads(path.read_text() if path.suffix == ".json" and path.exists() else text)
     except json.JSONDecodeError as exc:
-        raise MedsynthError(f"{what} must be JSON (or a .json file), e.g. '{{\"age\": 70, \"findings\": [\"effusion\"]}}': {exc}") from exc
+        raise MedsynthError(
+            f'{what} must be JSON (or a .json file), e.g. \'{{"age": 70, "findings": ["effusion"]}}\': {exc}'
+        ) from exc
 
 
 # --------------------------------------------------------------------------- train
@@ -148,20 +150,33 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(TRAINERS), required=True)
     p.add_argument("--data", required=True, help="a data folder, a .npz, or 'phantomcxr'")
     p.add_argument("--n", type=int, default=6000, help="images to simulate when --data is phantomcxr")
-    p.add_argument("--split", choices=["train", "val", "test"],
-                   help="train on one part of the patient-wise 70/15/15 split (seed 0), as the shipped VAE and GAN were")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        help="train on one part of the patient-wise 70/15/15 split (seed 0), as the shipped VAE and GAN were",
+    )
     p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help="training epochs (vae, gan, clip, classifier)")
     p.add_argument("--batch-size", type=int, help="images per training step (default: the trainer's own)")
-    p.add_argument("--minutes", type=float, help="wall-clock budget in minutes: training stops after the epoch (diffusion: the step) "
-                                                 "that passes it (default: none; diffusion 40)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="wall-clock budget in minutes: training stops after the epoch (diffusion: the step) "
+        "that passes it (default: none; diffusion 40)",
+    )
     p.add_argument("--clip", type=Path, help="domain CLIP checkpoint for the diffusion model's text encoder")
-    p.add_argument("--init-from", help="diffusion, gan: start from this checkpoint's weights (a path or built-in name); "
-                                       "the card records the earlier run")
-    p.add_argument("--mismatch-weight", type=float, help="gan: weight of real images with shuffled conditions as negatives (default 0.5)")
-    p.add_argument("--lesion-weights", help="diffusion: extra loss weight on simulator finding masks, e.g. "
-                                            "nodule=30,effusion=8 (needs PhantomCXR metadata)")
+    p.add_argument(
+        "--init-from",
+        help="diffusion, gan: start from this checkpoint's weights (a path or built-in name); the card records the earlier run",
+    )
+    p.add_argument(
+        "--mismatch-weight", type=float, help="gan: weight of real images with shuffled conditions as negatives (default 0.5)"
+    )
+    p.add_argument(
+        "--lesion-weights",
+        help="diffusion: extra loss weight on simulator finding masks, e.g. nodule=30,effusion=8 (needs PhantomCXR metadata)",
+    )
     p.add_argument("--lr", type=float, help="learning rate (diffusion)")
 
 
@@ -203,8 +218,13 @@ def _training_data(a: argparse.Namespace):
 def _trainer_kwargs(a: argparse.Namespace, data) -> dict:
     """Keyword arguments of the trainer from the command line (everything but data, out and progress)."""
     kwargs: dict = {"seed": a.seed}
-    for attr, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"), ("mismatch_weight", "mismatch_weight"),
-                      ("clip", "clip_path")):
+    for attr, key in (
+        ("epochs", "epochs"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("mismatch_weight", "mismatch_weight"),
+        ("clip", "clip_path"),
+    ):
         if getattr(a, attr) is not None:
             kwargs[key] = getattr(a, attr)
     if a.minutes is not None:
@@ -214,16 +234,21 @@ def _trainer_kwargs(a: argparse.Namespace, data) -> dict:
 
         kwargs["init_from"] = load_generator(a.init_from)
         if kwargs["init_from"].card.get("family") != a.model:
-            raise DataError(f"--init-from wants a {a.model} checkpoint; {a.init_from} is a {kwargs['init_from'].card.get('family')} model.")
+            raise DataError(
+                f"--init-from wants a {a.model} checkpoint; {a.init_from} is a {kwargs['init_from'].card.get('family')} model."
+            )
     if a.lesion_weights:
         from .generators.diffusion import DiffusionConfig
         from .phantom import lesion_weights
 
         need = [c for c in ("anatomy_seed", "nodule", "effusion") if c not in data.metadata.columns]
         if need:
-            raise DataError(f"--lesion-weights needs PhantomCXR patient metadata (the simulator re-draws the masks); "
-                            f"{a.data} lacks {need}.")
-        kwargs["pixel_weights"] = lesion_weights(data.metadata, size=DiffusionConfig().image_size, weights=_parse_weights(a.lesion_weights))
+            raise DataError(
+                f"--lesion-weights needs PhantomCXR patient metadata (the simulator re-draws the masks); {a.data} lacks {need}."
+            )
+        kwargs["pixel_weights"] = lesion_weights(
+            data.metadata, size=DiffusionConfig().image_size, weights=_parse_weights(a.lesion_weights)
+        )
     return kwargs
 
 
@@ -240,7 +265,11 @@ def _train(a: argparse.Namespace) -> int:
     _, card = trainer(data, a.out, callback=progress, log=progress.log, **kwargs)
     training = card.get("training") or {}
     seconds = training.get("seconds", training.get("time_seconds"))
-    print(f"wrote {a.out} ({a.model}, {len(data)} images" + (f", {seconds:.1f} s" if seconds else "") + f"), sha256 {card['sha256']}")
+    print(
+        f"wrote {a.out} ({a.model}, {len(data)} images"
+        + (f", {seconds:.1f} s" if seconds else "")
+        + f"), sha256 {card['sha256']}"
+    )
     return 0
 
 
@@ -263,8 +292,15 @@ def _evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
-    report = evaluate(load_dataset(a.real), load_dataset(a.synthetic), encoder=a.encoder, metrics=split(a.metrics),
-                      by=split(a.by), seed=a.seed, train=load_dataset(a.train) if a.train else None)
+    report = evaluate(
+        load_dataset(a.real),
+        load_dataset(a.synthetic),
+        encoder=a.encoder,
+        metrics=split(a.metrics),
+        by=split(a.by),
+        seed=a.seed,
+        train=load_dataset(a.train) if a.train else None,
+    )
     report.to_json(a.out)
     report.to_html(a.out.with_suffix(".html"))
     print(report.table.to_string(index=False, max_rows=40))
@@ -278,7 +314,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="built-in name (phantomcxr-diffusion, -vae, -gan, -physics) or checkpoint path")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--conditions", help="JSON, e.g. '{\"sex\": \"F\", \"findings\": [\"effusion\"]}'")
+    p.add_argument("--conditions", help='JSON, e.g. \'{"sex": "F", "findings": ["effusion"]}\'')
     p.add_argument("--prompt", help="free-text prompt (text-conditioned models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int)
@@ -293,9 +329,21 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
 def _generate(a: argparse.Namespace) -> int:
     from .export import export
 
-    out = export(a.checkpoint, a.n, a.out, conditions=_json_arg(a.conditions, "--conditions"), prompt=a.prompt,
-                 seed=a.seed, steps=a.steps, guidance=a.guidance, shard_size=a.shard_size, npz=a.npz,
-                 client=a.scheduler, callback=_progress("generating"), overwrite=a.overwrite)
+    out = export(
+        a.checkpoint,
+        a.n,
+        a.out,
+        conditions=_json_arg(a.conditions, "--conditions"),
+        prompt=a.prompt,
+        seed=a.seed,
+        steps=a.steps,
+        guidance=a.guidance,
+        shard_size=a.shard_size,
+        npz=a.npz,
+        client=a.scheduler,
+        callback=_progress("generating"),
+        overwrite=a.overwrite,
+    )
     print(f"wrote {a.n} images to {out}")
     return 0
 

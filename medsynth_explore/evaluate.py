@@ -201,7 +201,9 @@ class Report:
             return html.escape(str(v))
 
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.table.columns)
-        body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in self.table.itertuples(index=False))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in self.table.itertuples(index=False)
+        )
         return f'<table class="medsynth-report"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
     def _summary_html(self) -> str:
@@ -215,7 +217,11 @@ class Report:
             ("bootstrap", p.get("n_boot")),
             ("versions", ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())),
         ]
-        return "<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in items if v is not None) + "</ul>"
+        return (
+            "<ul>"
+            + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in items if v is not None)
+            + "</ul>"
+        )
 
     def _repr_html_(self) -> str:
         return f"<div><h4>medsynth-explore report</h4>{self._summary_html()}{self._table_html()}</div>"
@@ -260,8 +266,17 @@ def _run_groups(eng, groups, chosen, n_boot, ci_level, min_group_size, rng, rows
                     reps[m].append(rv.get(m, float("nan")))
         for m in chosen:
             lo, hi = bootstrap_ci(reps[m], ci_level) if reps[m] else (float("nan"), float("nan"))
-            rows.append({"metric": m, "group": g, "value": float(vals.get(m, float("nan"))), "ci_low": lo, "ci_high": hi,
-                         "n_real": int(len(ir)), "n_synthetic": int(len(is_))})
+            rows.append(
+                {
+                    "metric": m,
+                    "group": g,
+                    "value": float(vals.get(m, float("nan"))),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_real": int(len(ir)),
+                    "n_synthetic": int(len(is_)),
+                }
+            )
 
 
 def evaluate(
@@ -358,7 +373,11 @@ def evaluate(
         fc = None if cache is False else (cache if isinstance(cache, FeatureCache) else FeatureCache(cache))
 
         def encode(s):
-            return encode_cached(enc, s, cache=fc, batch_size=batch_size, callback=callback) if fc is not None else enc.encode(s, batch_size=batch_size, callback=callback)
+            return (
+                encode_cached(enc, s, cache=fc, batch_size=batch_size, callback=callback)
+                if fc is not None
+                else enc.encode(s, batch_size=batch_size, callback=callback)
+            )
 
         rf, sf = encode(rs), encode(ss)
         tf = encode(ts) if ts is not None else None
@@ -366,8 +385,13 @@ def evaluate(
     else:
         if encoder is not None:
             warnings.warn("encoder is ignored: the inputs are already feature arrays.", RuntimeWarning, stacklevel=2)
-        enc_info = {"id": "precomputed", "class": None, "dim": int(np.shape(rf)[1]) if np.ndim(rf) == 2 else None,
-                    "input_size": None, "normalisation": "features given by the caller"}
+        enc_info = {
+            "id": "precomputed",
+            "class": None,
+            "dim": int(np.shape(rf)[1]) if np.ndim(rf) == 2 else None,
+            "input_size": None,
+            "normalisation": "features given by the caller",
+        }
     from .metrics._validate import check_features, check_pair
 
     rf, sf = check_pair(rf, sf, min_n=2)
@@ -380,7 +404,9 @@ def evaluate(
 
     if metrics is None:
         metrics = default_outputs(("real", "synthetic", "train") if tf is not None else ("real", "synthetic"))
-    eng = MetricEngine(metrics, rf, sf, tf, seed=seed, errors="nan", k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
+    eng = MetricEngine(
+        metrics, rf, sf, tf, seed=seed, errors="nan", k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size
+    )
     chosen = eng.outputs
     rng = np.random.default_rng(seed)
 
@@ -398,14 +424,15 @@ def evaluate(
     notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     if notes:
         warnings.warn(
-            f"{len(notes)} distinct warning(s) while computing metrics, kept in report.provenance['warnings']; "
-            f"first: {notes[0]}",
+            f"{len(notes)} distinct warning(s) while computing metrics, kept in report.provenance['warnings']; first: {notes[0]}",
             RuntimeWarning,
             stacklevel=2,
         )
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     order = {m: i for i, m in enumerate(chosen)}
-    table = table.sort_values(["metric", "group"], key=lambda c: c.map(order) if c.name == "metric" else c.map(lambda v: (v != "all", v)), kind="stable").reset_index(drop=True)
+    table = table.sort_values(
+        ["metric", "group"], key=lambda c: c.map(order) if c.name == "metric" else c.map(lambda v: (v != "all", v)), kind="stable"
+    ).reset_index(drop=True)
 
     provenance = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

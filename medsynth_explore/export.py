@@ -238,8 +238,9 @@ def read_png_labels(path: Any) -> dict:
 
 
 # --------------------------------------------------------------------------- the shard task
-def _write_shard(gen_ref: Any, out: str, token: str, k: int, start: int, count: int, seed: int,
-                 conditions: Any, settings: Mapping[str, Any]) -> dict:
+def _write_shard(
+    gen_ref: Any, out: str, token: str, k: int, start: int, count: int, seed: int, conditions: Any, settings: Mapping[str, Any]
+) -> dict:
     """Sample shard ``k``, write its files, then its completion record. Runs on a worker."""
     folder = Path(out)
     progress = folder / PROGRESS_DIR
@@ -268,8 +269,10 @@ def _write_shard(gen_ref: Any, out: str, token: str, k: int, start: int, count: 
         index = start + i
         name = f"images/{index:0{width}d}.png"
         row = {str(c): _jsonable(v) for c, v in meta.iloc[i].items()} if meta.shape[1] else {}
-        requested = conditions if isinstance(conditions, Mapping) else (
-            {str(c): _jsonable(v) for c, v in conditions.iloc[i].items()} if isinstance(conditions, pd.DataFrame) else None
+        requested = (
+            conditions
+            if isinstance(conditions, Mapping)
+            else ({str(c): _jsonable(v) for c, v in conditions.iloc[i].items()} if isinstance(conditions, pd.DataFrame) else None)
         )
         text = {
             "ai_generated": "true",
@@ -293,8 +296,15 @@ def _write_shard(gen_ref: Any, out: str, token: str, k: int, start: int, count: 
         bits_seen.add(bits)
         _atomic_write(folder / name, data)
         files[name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
-        rows.append({"filename": name, **{c: v for c, v in row.items() if c != "filename"},
-                     "image_index": index, "shard": k, "shard_seed": seed})
+        rows.append(
+            {
+                "filename": name,
+                **{c: v for c, v in row.items() if c != "filename"},
+                "image_index": index,
+                "shard": k,
+                "shard_seed": seed,
+            }
+        )
     if settings.get("npz"):
         name = f"shards/shard-{k:05d}.npz"
         if ims.images.shape[1] == 1:
@@ -305,9 +315,17 @@ def _write_shard(gen_ref: Any, out: str, token: str, k: int, start: int, count: 
         _atomic_write(folder / name, data)
         files[name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
     record = {
-        "index": k, "start": start, "count": count, "seed": seed, "bits": max(bits_seen),
-        "channels": int(ims.images.shape[1]), "height": int(ims.images.shape[2]), "width": int(ims.images.shape[3]),
-        "files": files, "rows": rows, "token": token,
+        "index": k,
+        "start": start,
+        "count": count,
+        "seed": seed,
+        "bits": max(bits_seen),
+        "channels": int(ims.images.shape[1]),
+        "height": int(ims.images.shape[2]),
+        "width": int(ims.images.shape[3]),
+        "files": files,
+        "rows": rows,
+        "token": token,
         "columns": list(dict.fromkeys(c for r in rows for c in r)),  # JSON objects lose their order
     }
     # The record is the mark of a complete shard: written last, atomically.
@@ -422,11 +440,22 @@ def export(
     seeds = [shard_seed(seed, k) for k in range(len(shards))]
     cond_record = None if table is None else (table if isinstance(table, dict) else table.to_dict(orient="records"))
     sampler = {
-        "n": n, "seed": seed, "shard_size": shard_size, "conditions": cond_record, "prompt": prompt,
-        "steps": steps, "guidance": guidance, "npz": bool(npz),
+        "n": n,
+        "seed": seed,
+        "shard_size": shard_size,
+        "conditions": cond_record,
+        "prompt": prompt,
+        "steps": steps,
+        "guidance": guidance,
+        "npz": bool(npz),
     }
-    plan_body = {"format": FORMAT, "format_version": FORMAT_VERSION, "generator": gen_name,
-                 "checkpoint_sha256": sha, "sampler": sampler}
+    plan_body = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "generator": gen_name,
+        "checkpoint_sha256": sha,
+        "sampler": sampler,
+    }
     token = hashlib.sha256(_dumps(plan_body).encode()).hexdigest()[:32]
 
     done_manifest = _prepare_folder(folder, token, overwrite)
@@ -436,8 +465,13 @@ def export(
         return folder
 
     settings = {
-        "prompt": prompt, "steps": steps, "guidance": guidance, "npz": bool(npz), "seed": seed,
-        "checkpoint_sha256": sha or "", "package_version": _package_version(),
+        "prompt": prompt,
+        "steps": steps,
+        "guidance": guidance,
+        "npz": bool(npz),
+        "seed": seed,
+        "checkpoint_sha256": sha or "",
+        "package_version": _package_version(),
         "name_width": max(6, len(str(n - 1))),
     }
     records: dict[int, dict] = {}
@@ -454,13 +488,13 @@ def export(
     with ClientScope(client) as cl:
         ref = gen_ref if isinstance(gen_ref, str) else remote_ref(gen_ref, cl)
         args = [
-            (ref, str(folder), token, k, shards[k][0], shards[k][1], seeds[k],
-             shard_conditions(table, *shards[k]), settings)
+            (ref, str(folder), token, k, shards[k][0], shards[k][1], seeds[k], shard_conditions(table, *shards[k]), settings)
             for k in todo
         ]
         try:
-            new = run_shards(_write_shard, args, client=cl, callback=progress,
-                             weights=[shards[k][1] for k in todo], name="medsynth-export")
+            new = run_shards(
+                _write_shard, args, client=cl, callback=progress, weights=[shards[k][1] for k in todo], name="medsynth-export"
+            )
         except CancelledError:
             _remove_temporaries(folder)
             raise
@@ -492,8 +526,11 @@ def _prepare_folder(folder: Path, token: str, overwrite: bool) -> bool:
             except (OSError, json.JSONDecodeError):
                 same = False
         if not same and not overwrite:
-            what = "a finished export with other settings" if manifest.is_file() else (
-                "an unfinished export with other settings" if plan.is_file() else "other files")
+            what = (
+                "a finished export with other settings"
+                if manifest.is_file()
+                else ("an unfinished export with other settings" if plan.is_file() else "other files")
+            )
             raise DataError(
                 f"{str(folder)!r} holds {what}; pass overwrite=True (or --overwrite) to replace it, or choose an empty folder."
             )
@@ -520,7 +557,9 @@ def _metadata_table(records: list[dict]) -> pd.DataFrame:
         if df[c].dtype == object:
             vals = df[c]
             if vals.map(lambda v: isinstance(v, (dict, list))).any():
-                df[c] = vals.map(lambda v: None if v is None else (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)))
+                df[c] = vals.map(
+                    lambda v: None if v is None else (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v))
+                )
             elif vals.map(lambda v: v is not None and not isinstance(v, str)).any():
                 df[c] = vals.map(lambda v: None if v is None else str(v))
     return df
@@ -552,14 +591,24 @@ def _finish(folder: Path, records: list[dict], gen_name: str, sha: Any, card: Ma
         "digital_source_type": DIGITAL_SOURCE_TYPE_URI,
         "generator": {"name": gen_name, "checkpoint_sha256": sha, "card": card},
         "sampler": sampler,
-        "image": {"channels": first["channels"], "height": first["height"], "width": first["width"],
-                  "bits": first["bits"], "scale": 65535 if first["bits"] == 16 else 255},
+        "image": {
+            "channels": first["channels"],
+            "height": first["height"],
+            "width": first["width"],
+            "bits": first["bits"],
+            "scale": 65535 if first["bits"] == 16 else 255,
+        },
         "shards": [
             {"index": r["index"], "start": r["start"], "count": r["count"], "seed": r["seed"], "files": sorted(r["files"])}
             for r in records
         ],
-        "counts": {"images": int(sum(r["count"] for r in records)), "shards": len(records), "files": len(files),
-                   "png": sum(1 for f in files if f.endswith(".png")), "npz": sum(1 for f in files if f.endswith(".npz"))},
+        "counts": {
+            "images": int(sum(r["count"] for r in records)),
+            "shards": len(records),
+            "files": len(files),
+            "png": sum(1 for f in files if f.endswith(".png")),
+            "npz": sum(1 for f in files if f.endswith(".npz")),
+        },
         "metadata_columns": list(meta.columns),
         "files": dict(sorted(files.items())),
     }
@@ -594,8 +643,7 @@ class VerifyResult:
 
     def __str__(self) -> str:
         head = f"{self.path}: " + (
-            f"OK, {self.n_images} images and {self.n_files} files match the manifest."
-            if self.ok else "FAILED verification."
+            f"OK, {self.n_images} images and {self.n_files} files match the manifest." if self.ok else "FAILED verification."
         )
         lines = [head]
 

@@ -120,8 +120,16 @@ def _source_specs(source: Any, shard_size: int, client: Any) -> tuple[list[tuple
             gen_ref = str(gen_ref)
         plan = plan_shards(n, shard_size)
         specs = [
-            ("sample", gen_ref, count, shard_seed(source.seed, k), shard_conditions(table, start, count),
-             source.prompt, source.steps, source.guidance)
+            (
+                "sample",
+                gen_ref,
+                count,
+                shard_seed(source.seed, k),
+                shard_conditions(table, start, count),
+                source.prompt,
+                source.steps,
+                source.guidance,
+            )
             for k, (start, count) in enumerate(plan)
         ]
         return specs, [c for _, c in plan]
@@ -134,7 +142,11 @@ def _source_specs(source: Any, shard_size: int, client: Any) -> tuple[list[tuple
         from .data import load_dataset
 
         source = load_dataset(source)
-    if isinstance(source, (list, tuple)) and source and all(isinstance(s, (ImageSet, np.ndarray)) or hasattr(s, "shape") for s in source):
+    if (
+        isinstance(source, (list, tuple))
+        and source
+        and all(isinstance(s, (ImageSet, np.ndarray)) or hasattr(s, "shape") for s in source)
+    ):
         parts = [s.images if isinstance(s, ImageSet) else as_image_array(s) for s in source]
     else:
         arr = source.images if isinstance(source, ImageSet) else as_image_array(source)
@@ -205,8 +217,15 @@ def merge_states(states: Iterable[Any]) -> Any:
     return total
 
 
-def _encode_task(spec: tuple, enc_ref: Any, enc_kwargs: Mapping | None, batch_size: Any,
-                 factories: Mapping | None, real: Any, want_features: bool):
+def _encode_task(
+    spec: tuple,
+    enc_ref: Any,
+    enc_kwargs: Mapping | None,
+    batch_size: Any,
+    factories: Mapping | None,
+    real: Any,
+    want_features: bool,
+):
     images = _shard_images(spec)
     enc = resolve_encoder(enc_ref, enc_kwargs)
     feats = np.asarray(enc.encode(images, batch_size=batch_size), dtype=np.float32)
@@ -274,7 +293,10 @@ def distributed_features(
         results = run_shards(
             _encode_task,
             [(s, enc_ref, encoder_kwargs, batch_size, None, None, True) for s in specs],
-            client=cl, callback=callback, weights=weights, name="medsynth-features",
+            client=cl,
+            callback=callback,
+            weights=weights,
+            name="medsynth-features",
         )
     return np.concatenate([f for f, _ in results])
 
@@ -348,8 +370,6 @@ def distributed_metric_state(
     if not return_features:
         return state
     feats = {
-        side: np.concatenate([f for (f, _), s in zip(results, sides) if s == side])
-        for side in ("real", "fake")
-        if side in sides
+        side: np.concatenate([f for (f, _), s in zip(results, sides) if s == side]) for side in ("real", "fake") if side in sides
     }
     return state, feats

@@ -264,15 +264,14 @@ def run_shards(
 
 
 def _run_on_dask(client, func, arguments, weights, callback, name) -> list:
+    import uuid
+
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
-    import uuid
-
     token = uuid.uuid4().hex[:10]
     futures = [
-        client.submit(func, *args, key=f"{name}-{token}-{k:06d}", pure=False, retries=0)
-        for k, args in enumerate(arguments)
+        client.submit(func, *args, key=f"{name}-{token}-{k:06d}", pure=False, retries=0) for k, args in enumerate(arguments)
     ]
     position = {f.key: k for k, f in enumerate(futures)}
     live = dict(zip(position, futures))
@@ -362,7 +361,9 @@ def resolve_generator(generator: Any) -> Any:
         try:
             return _generator(generator)
         except ImportError as exc:
-            raise MedsynthError(f"cannot load generator {generator!r}: medsynth_explore.generators is not available ({exc}).") from exc
+            raise MedsynthError(
+                f"cannot load generator {generator!r}: medsynth_explore.generators is not available ({exc})."
+            ) from exc
     if not callable(getattr(generator, "sample", None)):
         raise DataError(
             f"generator must be a name, a checkpoint path or a Generator with a .sample() method; got {type(generator).__name__}."
@@ -400,7 +401,8 @@ def conditions_table(conditions: Any, n: int) -> Any:
         conditions = pd.DataFrame(list(conditions))
     if not isinstance(conditions, pd.DataFrame):
         raise DataError(
-            f"conditions must be a dict (same for every image), a DataFrame or a list of dicts (one per image); got {type(conditions).__name__}."
+            f"conditions must be a dict (same for every image), a DataFrame or a list of dicts (one per image); got "
+            f"{type(conditions).__name__}."
         )
     if len(conditions) != n:
         raise DataError(f"conditions has {len(conditions)} rows but n={n}; give one row per image or a single dict.")
@@ -421,8 +423,16 @@ def shard_conditions(table: Any, start: int, count: int) -> Any:
     return table
 
 
-def sample_shard(generator: Any, count: int, seed: int, conditions: Any = None, prompt: Any = None,
-                 steps: Any = None, guidance: Any = None, callback: ProgressCallback | None = None) -> Any:
+def sample_shard(
+    generator: Any,
+    count: int,
+    seed: int,
+    conditions: Any = None,
+    prompt: Any = None,
+    steps: Any = None,
+    guidance: Any = None,
+    callback: ProgressCallback | None = None,
+) -> Any:
     """Sample one shard of ``count`` images and check what came back.
 
     Examples
@@ -516,6 +526,12 @@ def read_shard(out: Any, index: int) -> Any:
                 a = _pil_to_array(im)
             arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
         images = np.stack(arrays)
-    prov = {"source": "export", "path": str(folder), "shard": index, "shard_seed": s["seed"],
-            "generator": manifest["generator"]["name"], "checkpoint_sha256": manifest["generator"]["checkpoint_sha256"]}
+    prov = {
+        "source": "export",
+        "path": str(folder),
+        "shard": index,
+        "shard_seed": s["seed"],
+        "generator": manifest["generator"]["name"],
+        "checkpoint_sha256": manifest["generator"]["checkpoint_sha256"],
+    }
     return ImageSet(images, meta, prov)

@@ -66,9 +66,9 @@ def lower_zone_contrast(images: Any) -> np.ndarray:
     """
     x = _images(images, "images")
     h, w = x.shape[-2:]
-    cols = np.r_[int(0.12 * w):int(0.32 * w), int(0.68 * w):int(0.88 * w)]
-    low = x[:, 0, int(0.58 * h):int(0.75 * h)][:, :, cols].mean(axis=(1, 2))
-    mid = x[:, 0, int(0.30 * h):int(0.45 * h)][:, :, cols].mean(axis=(1, 2))
+    cols = np.r_[int(0.12 * w) : int(0.32 * w), int(0.68 * w) : int(0.88 * w)]
+    low = x[:, 0, int(0.58 * h) : int(0.75 * h)][:, :, cols].mean(axis=(1, 2))
+    mid = x[:, 0, int(0.30 * h) : int(0.45 * h)][:, :, cols].mean(axis=(1, 2))
     return low - mid
 
 
@@ -112,8 +112,9 @@ def chest_tube_cohort(
     """
     if not 0 < pneumothorax_size < 1:
         raise DataError(f"pneumothorax_size is a fraction of the lung area and must lie in (0, 1), got {pneumothorax_size}.")
-    pop = Population(prevalence={"pneumothorax": prevalence}, chest_tube_given_pneumothorax=tube_rate,
-                     chest_tube_given_no_pneumothorax=0.0)
+    pop = Population(
+        prevalence={"pneumothorax": prevalence}, chest_tube_given_pneumothorax=tube_rate, chest_tube_given_no_pneumothorax=0.0
+    )
     table = sample_patients(n, pop, seed=seed)
     table.loc[table["pneumothorax"] == 1, "pneumothorax_size"] = pneumothorax_size
     return table, render(table, size=size, seed=seed)
@@ -193,8 +194,9 @@ def per_group_auroc(
     for name, sel in [(names[0], g), (names[1], ~g)]:
         yy, pp = y[sel], p[sel]
         if len(np.unique(yy)) < 2:
-            raise MetricError(f"{name!r} has {len(yy)} rows with labels {sorted(set(yy.tolist()))}: "
-                              "AUROC needs both classes in each part.")
+            raise MetricError(
+                f"{name!r} has {len(yy)} rows with labels {sorted(set(yy.tolist()))}: AUROC needs both classes in each part."
+            )
         boots = []
         for _ in range(n_boot):
             i = rng.integers(0, len(yy), len(yy))
@@ -205,8 +207,15 @@ def per_group_auroc(
     return pd.DataFrame(rows).T
 
 
-def metric_table(encoder: Any, real: Any, candidates: Mapping[str, Any], n: int = 200, k: int = 5,
-                 kid_subsets: int = 20, kid_subset_size: int = 100) -> pd.DataFrame:
+def metric_table(
+    encoder: Any,
+    real: Any,
+    candidates: Mapping[str, Any],
+    n: int = 200,
+    k: int = 5,
+    kid_subsets: int = 20,
+    kid_subset_size: int = 100,
+) -> pd.DataFrame:
     """FID, KID, precision, recall and coverage of several image sets against one real set.
 
     All sets are encoded with ``encoder``; the first ``n`` images of each
@@ -238,7 +247,11 @@ def metric_table(encoder: Any, real: Any, candidates: Mapping[str, Any], n: int 
     for name, s in candidates.items():
         f = encoder.encode(_images(s, name)[:n])
         res = prdc(f_real, f, k=k)
-        rows[name] = {"FID x1000": 1000 * fid(f_real, f),
-                      "KID x1000": 1000 * kid(f_real, f, subsets=kid_subsets, subset_size=kid_subset_size)[0],
-                      "precision": res["precision"], "recall": res["recall"], "coverage": res["coverage"]}
+        rows[name] = {
+            "FID x1000": 1000 * fid(f_real, f),
+            "KID x1000": 1000 * kid(f_real, f, subsets=kid_subsets, subset_size=kid_subset_size)[0],
+            "precision": res["precision"],
+            "recall": res["recall"],
+            "coverage": res["coverage"],
+        }
     return pd.DataFrame(rows).T

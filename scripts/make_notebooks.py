@@ -167,8 +167,9 @@ def build(source: Path, run: bool = True) -> str:
         note = f"executed in {execute(nb, source.stem, cwd=source.parent):.1f} s"
     else:
         missing = keep_stored_outputs(nb, target)
-        note = "not executed" + (f"; checked cells without stored outputs: {', '.join(missing)}"
-                                 " (run without --no-exec)" if missing else "")
+        note = "not executed" + (
+            f"; checked cells without stored outputs: {', '.join(missing)} (run without --no-exec)" if missing else ""
+        )
     text = to_text(nb)
     if target.exists() and target.read_text(encoding="utf-8") == text:
         return f"{target.name} unchanged ({note})"
@@ -179,15 +180,17 @@ def build(source: Path, run: bool = True) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("only", nargs="*", help="name prefixes of the tutorials to build, e.g. 03 (default: all)")
-    ap.add_argument("--no-exec", action="store_true",
-                    help="write without executing; keep the stored outputs of unchanged checked cells")
+    ap.add_argument(
+        "--no-exec", action="store_true", help="write without executing; keep the stored outputs of unchanged checked cells"
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     prefixes = [Path(p).stem for p in args.only]
     chosen = [s for s in sources() if not prefixes or any(s.stem.startswith(p) for p in prefixes)]
     if not chosen:
-        raise SystemExit(f"no tutorial source in {NB_DIR} starts with {' or '.join(prefixes)}; "
-                         f"sources: {', '.join(s.name for s in sources())}")
+        raise SystemExit(
+            f"no tutorial source in {NB_DIR} starts with {' or '.join(prefixes)}; sources: {', '.join(s.name for s in sources())}"
+        )
     for source in chosen:
         print(build(source, run=not args.no_exec), flush=True)
     return 0

@@ -52,7 +52,12 @@ def main() -> None:
     ts = __import__("pandas").concat([rows[j].iloc[[i]] for i in range(4) for j in range(3)], ignore_index=True)
     grid(render(ts, size=args.size, seed=0), rows=4, cols=3).save(out / "phantom_sites.png")
     # sizes: one patient from 32 to 256 pixels, upscaled to 256 for viewing
-    ims = [Image.fromarray(np.rint(render(t.iloc[:1], size=s, seed=0)[0, 0] * 255).astype(np.uint8)).resize((256, 256), Image.NEAREST) for s in (32, 64, 128, 256)]
+    ims = [
+        Image.fromarray(np.rint(render(t.iloc[:1], size=s, seed=0)[0, 0] * 255).astype(np.uint8)).resize(
+            (256, 256), Image.NEAREST
+        )
+        for s in (32, 64, 128, 256)
+    ]
     strip = Image.new("L", (4 * 256 + 6, 256), 255)
     for i, im in enumerate(ims):
         strip.paste(im, (i * 258, 0))

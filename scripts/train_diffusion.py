@@ -91,8 +91,11 @@ def lesion_weights(train, nodule: float, effusion: float):
 
 def fidelity(gen, ref_score, eval_set, n: int, steps=None, guidance=None, seed: int = 0) -> dict:
     meta = eval_set.metadata.iloc[:n].reset_index(drop=True)
-    conds = {"age": meta["age"].clip(18, 90).to_numpy(float), "sex": meta["sex"].to_numpy(),
-             **{f: meta[f].to_numpy().astype(int) for f in FINDINGS}}
+    conds = {
+        "age": meta["age"].clip(18, 90).to_numpy(float),
+        "sex": meta["sex"].to_numpy(),
+        **{f: meta[f].to_numpy().astype(int) for f in FINDINGS},
+    }
     conds = pd.DataFrame(conds)
     t = time.perf_counter()
     s = gen.sample(n, conditions=conds, seed=seed, steps=steps, guidance=guidance)
@@ -151,14 +154,29 @@ def pictures(gen, real, outdir="docs/images"):
     normal = real.query("effusion == 0 and pneumothorax == 0 and nodule == 0").subset(np.arange(6))
     mask = np.zeros((64, 64), np.float32)
     mask[34:60, 4:60] = 1
-    inp = gen.inpaint(normal, mask, conditions=pd.DataFrame({"age": normal.metadata["age"].clip(18, 90).astype(float),
-                      "sex": normal.metadata["sex"], "cardiomegaly": normal.metadata["cardiomegaly"], "nodule": 0,
-                      "effusion": 1, "pneumothorax": 0}), seed=3)
+    inp = gen.inpaint(
+        normal,
+        mask,
+        conditions=pd.DataFrame(
+            {
+                "age": normal.metadata["age"].clip(18, 90).astype(float),
+                "sex": normal.metadata["sex"],
+                "cardiomegaly": normal.metadata["cardiomegaly"],
+                "nodule": 0,
+                "effusion": 1,
+                "pneumothorax": 0,
+            }
+        ),
+        seed=3,
+    )
     shown = normal.images.copy()
     shown[:, :, 34, 4:60] = 1.0
     shown[:, :, 59, 4:60] = 1.0
-    save_grid([list(normal.images), list(shown), list(inp.images)], ["original", "mask (lower)", "inpainted + effusion"],
-              f"{outdir}/diffusion_inpaint.png")
+    save_grid(
+        [list(normal.images), list(shown), list(inp.images)],
+        ["original", "mask (lower)", "inpainted + effusion"],
+        f"{outdir}/diffusion_inpaint.png",
+    )
 
 
 def main() -> None:
@@ -174,8 +192,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-seed", type=int, default=0, help="seed of the run (batches, noise, dropout)")
-    ap.add_argument("--nodule-weight", type=float, default=30.0,
-                    help="extra loss weight on nodule pixels (simulator masks grown by 1 px)")
+    ap.add_argument(
+        "--nodule-weight", type=float, default=30.0, help="extra loss weight on nodule pixels (simulator masks grown by 1 px)"
+    )
     ap.add_argument("--effusion-weight", type=float, default=8.0, help="extra loss weight on effusion pixels")
     ap.add_argument("--n-eval", type=int, default=256)
     ap.add_argument("--evaluate-only", action="store_true")
@@ -198,9 +217,18 @@ def main() -> None:
         from medsynth_explore.features.domain_clip import load_domain_clip
 
         first = DiffusionGenerator.from_checkpoint(load_checkpoint(args.init_from)) if args.init_from else None
-        _, card = train_diffusion(train, args.out, clip=load_domain_clip(args.clip), init_from=first, batch_size=args.batch_size,
-                                  lr=args.lr, max_seconds=60.0 * args.minutes, seed=args.train_seed, log=lambda line: print(line, flush=True),
-                                  pixel_weights=lesion_weights(train, args.nodule_weight, args.effusion_weight))
+        _, card = train_diffusion(
+            train,
+            args.out,
+            clip=load_domain_clip(args.clip),
+            init_from=first,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            max_seconds=60.0 * args.minutes,
+            seed=args.train_seed,
+            log=lambda line: print(line, flush=True),
+            pixel_weights=lesion_weights(train, args.nodule_weight, args.effusion_weight),
+        )
         print("trained", card["training"]["total_steps"], "steps in", card["training"]["total_time_seconds"], "s", flush=True)
     ck = load_checkpoint(args.out)
     gen = DiffusionGenerator.from_checkpoint(ck)
@@ -208,7 +236,12 @@ def main() -> None:
     if args.cache:
         ev = load_cohort(args.cache, 0, 0, "eval")
     else:
-        ev = simulate(2000, seed=2, size=64, population=Population(prevalence={"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}))
+        ev = simulate(
+            2000,
+            seed=2,
+            size=64,
+            population=Population(prevalence={"cardiomegaly": 0.3, "nodule": 0.3, "effusion": 0.3, "pneumothorax": 0.25}),
+        )
     t = time.perf_counter()
     ref_score, ref_real = reference_classifier(train, ev)
     print("reference classifier on held-out real images:", json.dumps(ref_real), f"({time.perf_counter() - t:.0f}s)", flush=True)
@@ -221,14 +254,18 @@ def main() -> None:
     print(f"16 images at default settings: {t16:.2f}s (physics simulator {phys:.2f}s)", flush=True)
     metrics = dict(ck.card.get("metrics") or {})
     metrics["conditioning_fidelity"] = {
-        "method": "the shipped reference classifier (trained on real simulated PhantomCXR images) scores samples conditioned on the labels "
-                  f"of {args.n_eval} held-out simulated patients (findings enriched to 25-30 %)",
+        "method": "the shipped reference classifier (trained on real simulated PhantomCXR images) scores samples "
+        "conditioned on the labels "
+        f"of {args.n_eval} held-out simulated patients (findings enriched to 25-30 %)",
         "reference_cnn_on_real_heldout": ref_real,
         "samples": fid,
         "sampler": dict(gen.card["sampler_defaults"]),
     }
-    metrics["speed"] = {"seconds_for_16_images_default_settings": round(t16, 2), "torch_threads": torch.get_num_threads(),
-                        "physics_simulator_seconds_for_16": round(phys, 2)}
+    metrics["speed"] = {
+        "seconds_for_16_images_default_settings": round(t16, 2),
+        "torch_threads": torch.get_num_threads(),
+        "physics_simulator_seconds_for_16": round(phys, 2),
+    }
     card = dict(ck.card)
     card["metrics"] = metrics
     for k in ("tensor_shapes", "tensor_dtypes", "weights_digest"):

@@ -59,11 +59,35 @@ GRID_ROWS = [
 ]
 
 
-def train_command(model: str, out: Path, n: int, epochs: int, minutes: float, init_from: Path | None = None,
-                  mismatch_weight: float | None = None) -> list[str]:
+def train_command(
+    model: str,
+    out: Path,
+    n: int,
+    epochs: int,
+    minutes: float,
+    init_from: Path | None = None,
+    mismatch_weight: float | None = None,
+) -> list[str]:
     """The ``medsynth train`` arguments of one shipped run."""
-    argv = ["train", "--model", model, "--data", "phantomcxr", "--n", str(n), "--split", "train", "--seed", "0",
-            "--epochs", str(epochs), "--minutes", f"{minutes:g}", "--out", str(out)]
+    argv = [
+        "train",
+        "--model",
+        model,
+        "--data",
+        "phantomcxr",
+        "--n",
+        str(n),
+        "--split",
+        "train",
+        "--seed",
+        "0",
+        "--epochs",
+        str(epochs),
+        "--minutes",
+        f"{minutes:g}",
+        "--out",
+        str(out),
+    ]
     if init_from is not None:
         argv += ["--init-from", str(init_from)]
     if mismatch_weight is not None:
@@ -143,12 +167,16 @@ def main() -> None:
     ap.add_argument("--model", choices=["vae", "gan"], default=None)
     ap.add_argument("--n", type=int, default=8000, help="simulated images before the split (default 8000 -> 5600 train)")
     ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget; training stops after the epoch that passes it")
+    ap.add_argument(
+        "--minutes", type=float, default=25.0, help="wall-clock budget; training stops after the epoch that passes it"
+    )
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--grids-only", action="store_true")
     ap.add_argument("--measure", action="store_true", help="write condition-effect metrics into the checkpoint's card")
     ap.add_argument("--init-from", type=Path, default=None, help="GAN only: start the generator from this checkpoint")
-    ap.add_argument("--mismatch-weight", type=float, default=None, help="GAN only: weight of the shuffled-condition negatives (default 0.5)")
+    ap.add_argument(
+        "--mismatch-weight", type=float, default=None, help="GAN only: weight of the shuffled-condition negatives (default 0.5)"
+    )
     ap.add_argument("--physics-grid", type=Path, default=None, help="also draw the simulator's grid here, for comparison")
     args = ap.parse_args()
 
@@ -168,8 +196,11 @@ def main() -> None:
             if medsynth(argv) != 0:
                 sys.exit(f"{model}: training failed")
             ck = load_checkpoint(out)
-            print(f"{model}: saved {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {ck.sha256}, "
-                  f"{ck.card['training']['time_seconds']:.0f}s", flush=True)
+            print(
+                f"{model}: saved {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {ck.sha256}, "
+                f"{ck.card['training']['time_seconds']:.0f}s",
+                flush=True,
+            )
         if args.measure or not args.grids_only:
             add_release_metrics(out)
         gen = load_generator(out)

@@ -31,7 +31,14 @@ WIDGET_LIBRARIES = ("ipywidgets", "plotly", "anywidget")
 
 #: The core layers of DESIGN.md, top to bottom: a module may import from its own layer and the layers above it.
 CORE_LAYERS = {
-    "data": 0, "phantom": 1, "checkpoint": 2, "generators": 3, "features": 4, "metrics": 5, "anatomy": 6, "provenance": 6,
+    "data": 0,
+    "phantom": 1,
+    "checkpoint": 2,
+    "generators": 3,
+    "features": 4,
+    "metrics": 5,
+    "anatomy": 6,
+    "provenance": 6,
 }
 #: Layer violations known when the layer test was written: (importing module, imported module) -> where it was
 #: found. Each must be fixed in its own file and then removed here (the test fails on entries that no longer occur).
@@ -250,6 +257,7 @@ def layer_violations(modules: dict[str, Path], edges: list[Import], package: str
 
     Every layer may import the package root (version, lazy names) and ``errors`` (the exception types).
     """
+
     def layer(mod: str):
         parts = mod.split(".")
         return CORE_LAYERS.get(parts[1]) if len(parts) > 1 else None
@@ -294,7 +302,8 @@ def test_no_import_cycles(graph):
 def test_core_never_imports_widget_libraries(graph):
     _, edges = graph
     bad = [
-        e for e in edges
+        e
+        for e in edges
         if e.target in WIDGET_LIBRARIES and not (e.source == f"{PKG}.widgets" or e.source.startswith(f"{PKG}.widgets."))
     ]
     assert not bad, (
@@ -327,11 +336,13 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_checker_finds_function_level_cycles_and_skips_type_checking(tmp_path):
-    root = _write(tmp_path, {
-        "__init__.py": "from .errors import E\n",
-        "errors.py": "class E(Exception): ...\n",
-        "data/__init__.py": "from .io import load\n",
-        "data/io.py": """\
+    root = _write(
+        tmp_path,
+        {
+            "__init__.py": "from .errors import E\n",
+            "errors.py": "class E(Exception): ...\n",
+            "data/__init__.py": "from .io import load\n",
+            "data/io.py": """\
             from typing import TYPE_CHECKING
             from ..errors import E
             if TYPE_CHECKING:
@@ -340,10 +351,11 @@ def test_checker_finds_function_level_cycles_and_skips_type_checking(tmp_path):
                 from .. import phantom              # function level: an edge to fake.phantom
                 return phantom
             """,
-        "phantom/__init__.py": "from ..data import load\nimport plotly.graph_objects as go\n",
-        "a.py": "import fake.b\n",
-        "b.py": "from fake.a import x\n",
-    })
+            "phantom/__init__.py": "from ..data import load\nimport plotly.graph_objects as go\n",
+            "a.py": "import fake.b\n",
+            "b.py": "from fake.a import x\n",
+        },
+    )
     modules, edges = collect_imports(root, "fake")
     assert {"fake", "fake.errors", "fake.data", "fake.data.io", "fake.phantom", "fake.a", "fake.b"} == set(modules)
     internal = {(e.source, e.target) for e in _internal(edges, modules)}
@@ -360,15 +372,18 @@ def test_checker_finds_function_level_cycles_and_skips_type_checking(tmp_path):
 
 
 def test_checker_layer_rule_on_a_made_up_package(tmp_path):
-    root = _write(tmp_path, {
-        "__init__.py": "",
-        "errors.py": "",
-        "data/__init__.py": "from ..errors import E\n",
-        "phantom/__init__.py": "from ..data import x\n",
-        "generators/__init__.py": "def f():\n    from ..features import enc\n    from ..phantom import p\n",
-        "features/__init__.py": "from ..generators import base\nfrom .. import session\n",
-        "session.py": "from .data import x\n",
-    })
+    root = _write(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "errors.py": "",
+            "data/__init__.py": "from ..errors import E\n",
+            "phantom/__init__.py": "from ..data import x\n",
+            "generators/__init__.py": "def f():\n    from ..features import enc\n    from ..phantom import p\n",
+            "features/__init__.py": "from ..generators import base\nfrom .. import session\n",
+            "session.py": "from .data import x\n",
+        },
+    )
     modules, edges = collect_imports(root, "fake")
     bad = {(e.source, e.target) for e in layer_violations(modules, edges, "fake")}
     assert bad == {("fake.generators", "fake.features"), ("fake.features", "fake.session")}
@@ -379,8 +394,9 @@ SUBPACKAGES = ("phantom", "metrics", "features", "generators", "data", "export",
 
 
 def _run(code: str) -> str:
-    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
-                         cwd=PKG_DIR.parent)
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300, cwd=PKG_DIR.parent
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout
 
@@ -401,9 +417,15 @@ def test_import_is_light_and_subpackages_are_attributes():
     assert "late []" in out, f"`import {PKG}` must import no submodule but errors: {out}"
 
 
-@pytest.mark.parametrize("first", ["", "import medsynth_explore.export, medsynth_explore.evaluate",
-                                   "from medsynth_explore.export import export, verify",
-                                   "from medsynth_explore import evaluate, export"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        "",
+        "import medsynth_explore.export, medsynth_explore.evaluate",
+        "from medsynth_explore.export import export, verify",
+        "from medsynth_explore import evaluate, export",
+    ],
+)
 def test_export_and_evaluate_are_callable_in_any_import_order(first):
     out = _run(f"""
         import tempfile, numpy as np

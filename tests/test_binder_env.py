@@ -143,8 +143,12 @@ def test_notebook_imports_are_covered_by_binder(notebook):
 
 
 def test_import_parser_finds_imports(tmp_path):
-    nb = {"cells": [{"cell_type": "code", "source": ["import numpy as np\n", "from scipy.ndimage import x\n", "%matplotlib inline\n"]},
-                    {"cell_type": "markdown", "source": ["import not_code"]}]}
+    nb = {
+        "cells": [
+            {"cell_type": "code", "source": ["import numpy as np\n", "from scipy.ndimage import x\n", "%matplotlib inline\n"]},
+            {"cell_type": "markdown", "source": ["import not_code"]},
+        ]
+    }
     p = tmp_path / "t.ipynb"
     p.write_text(json.dumps(nb))
     assert notebook_imports(p) == {"numpy", "scipy"}

@@ -20,8 +20,15 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.browser
 
@@ -45,18 +52,34 @@ def lab(tmp_path_factory):
             pytest.fail("chromium is not installed; .ci/run installs it with apt-get install chromium")
         pytest.skip("Debian chromium not installed (apt-get install chromium)")
     root = tmp_path_factory.mktemp("lab")
-    nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": NOTEBOOK_CODE}],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": NOTEBOOK_CODE}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     (root / "explorer.ipynb").write_text(json.dumps(nb))
     port, token = _free_port(), "medsynth-test"
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".jupyter"), JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
     log = open(root / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", f"--ServerApp.token={token}",
-         f"--ServerApp.root_dir={root}", "--ServerApp.ip=127.0.0.1", "--allow-root",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.ip=127.0.0.1",
+            "--allow-root",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     deadline = time.time() + 60
     while True:
         try:
@@ -119,7 +142,17 @@ def test_explorer_renders_without_widget_errors(page):
     _shot(page, "01_explorer")
     assert page.locator("text=Error displaying widget").count() == 0
     assert page.locator(".msx-error").count() == 0
-    for title in ("Generate", "Inpaint", "Embeddings", "Live metrics", "Fairness", "Trilemma", "Privacy", "Model card", "Turing test"):
+    for title in (
+        "Generate",
+        "Inpaint",
+        "Embeddings",
+        "Live metrics",
+        "Fairness",
+        "Trilemma",
+        "Privacy",
+        "Model card",
+        "Turing test",
+    ):
         assert page.locator(".lm-TabBar-tab", has_text=title).count() >= 1, title
 
 
@@ -130,7 +163,8 @@ def test_change_condition_and_generate(page):
     before = panel.locator(".widget-image").count()
     panel.locator("button", has_text="Generate").first.click()
     page.wait_for_function(
-        "(n) => document.querySelectorAll('.msx-panel .widget-gridbox .widget-image').length >= n + 8", arg=before)
+        "(n) => document.querySelectorAll('.msx-panel .widget-gridbox .widget-image').length >= n + 8", arg=before
+    )
     _shot(page, "02_generate")
     captions = panel.locator(".msx-caption").all_inner_texts()
     asked = [c for c in captions if c.startswith("asked")]

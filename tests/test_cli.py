@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from medsynth_explore import load_dataset
 from medsynth_explore.cli import main
 
@@ -19,7 +18,9 @@ def test_simulate_generate_verify_evaluate(tmp_path, capsys):
 
     syn = tmp_path / "syn"
     cond = json.dumps({"sex": "F", "findings": ["effusion"]})
-    assert main(["generate", "phantomcxr-physics", "--n", "40", "--out", str(syn), "--conditions", cond, "--shard-size", "20"]) == 0
+    assert (
+        main(["generate", "phantomcxr-physics", "--n", "40", "--out", str(syn), "--conditions", cond, "--shard-size", "20"]) == 0
+    )
     fake = load_dataset(syn)
     assert len(fake) == 40 and (fake.metadata.sex == "F").all() and (fake.metadata.effusion == 1).all()
     assert main(["verify", str(syn)]) == 0
@@ -30,8 +31,26 @@ def test_simulate_generate_verify_evaluate(tmp_path, capsys):
     out = tmp_path / "report.json"
     assert main(["simulate", "--n", "40", "--size", "64", "--seed", "4", "--out", str(tmp_path / "real64")]) == 0
     assert main(["generate", "phantomcxr-physics", "--n", "40", "--out", str(tmp_path / "syn64"), "--seed", "1"]) == 0
-    assert main(["evaluate", "--real", str(tmp_path / "real64"), "--synthetic", str(tmp_path / "syn64"), "--encoder", "pixels",
-                 "--metrics", "fid,precision,recall,coverage", "--by", "sex", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--real",
+                str(tmp_path / "real64"),
+                "--synthetic",
+                str(tmp_path / "syn64"),
+                "--encoder",
+                "pixels",
+                "--metrics",
+                "fid,precision,recall,coverage",
+                "--by",
+                "sex",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert out.with_suffix(".html").exists()
     text = json.dumps(report)
@@ -58,8 +77,26 @@ def test_train_diffusion_continues_a_checkpoint_with_lesion_weights(tmp_path, ca
     from medsynth_explore.generators.diffusion import DEFAULT_DIFFUSION_PATH
 
     out = tmp_path / "more.safetensors"
-    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--lr", "0.1",
-                 "--lesion-weights", "nodule=30"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "vae",
+                "--data",
+                "phantomcxr",
+                "--n",
+                "8",
+                "--out",
+                str(out),
+                "--lr",
+                "0.1",
+                "--lesion-weights",
+                "nodule=30",
+            ]
+        )
+        == 2
+    )
     assert "apply to --model diffusion only" in capsys.readouterr().err
     assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--init-from", "x"]) == 2
     assert "--init-from applies to --model diffusion or gan only" in capsys.readouterr().err
@@ -67,17 +104,70 @@ def test_train_diffusion_continues_a_checkpoint_with_lesion_weights(tmp_path, ca
     assert "--epochs does not apply to --model diffusion" in capsys.readouterr().err
     assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(out), "--batch-size", "0"]) == 2
     assert "--batch-size must be a positive" in capsys.readouterr().err
-    assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "8", "--out", str(out),
-                 "--lesion-weights", "nodule:30"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "diffusion",
+                "--data",
+                "phantomcxr",
+                "--n",
+                "8",
+                "--out",
+                str(out),
+                "--lesion-weights",
+                "nodule:30",
+            ]
+        )
+        == 2
+    )
     assert "name=number" in capsys.readouterr().err
-    assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "8", "--out", str(out),
-                 "--init-from", "phantomcxr-vae"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "diffusion",
+                "--data",
+                "phantomcxr",
+                "--n",
+                "8",
+                "--out",
+                str(out),
+                "--init-from",
+                "phantomcxr-vae",
+            ]
+        )
+        == 2
+    )
     assert "wants a diffusion checkpoint" in capsys.readouterr().err
     if not DEFAULT_DIFFUSION_PATH.is_file():
         pytest.skip("shipped diffusion checkpoint not present")
-    assert main(["train", "--model", "diffusion", "--data", "phantomcxr", "--n", "16", "--out", str(out),
-                 "--init-from", "phantomcxr-diffusion", "--minutes", "0.02", "--lesion-weights", "nodule=30,effusion=8",
-                 "--batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "diffusion",
+                "--data",
+                "phantomcxr",
+                "--n",
+                "16",
+                "--out",
+                str(out),
+                "--init-from",
+                "phantomcxr-diffusion",
+                "--minutes",
+                "0.02",
+                "--lesion-weights",
+                "nodule=30,effusion=8",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     card = load_checkpoint(out).card
     assert card["training"]["batch_size"] == 8
     shipped = load_checkpoint(DEFAULT_DIFFUSION_PATH).card
@@ -101,8 +191,11 @@ def test_training_progress_prints_a_line_every_interval(capsys):
     loop = TrainingLoop(250, callback=cb, log=cb.log, clock=clock)
     loop.run_steps(step, every=50, summary=lambda s, m: ([s, m["loss"]], f"loss {m['loss']:.4f}"))
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["training diffusion: step 50, loss 0.0500, 5 s", "training diffusion: step 150, loss 0.0500, 36 s",
-                     "training diffusion: step 250, loss 0.0500, 70 s"]
+    assert lines == [
+        "training diffusion: step 50, loss 0.0500, 5 s",
+        "training diffusion: step 150, loss 0.0500, 36 s",
+        "training diffusion: step 250, loss 0.0500, 70 s",
+    ]
     cb = _TrainingProgress("training clip", every_s=1e9, clock=clock)
     loop = TrainingLoop(4, callback=cb, log=cb.log, clock=clock)
     loop.run_epochs(2, lambda epoch: [0, 1], lambda batch: 1.0, lambda e, m: (m["loss"], f"loss {m['loss']:.4f}"))
@@ -113,7 +206,21 @@ def test_train_gan_continues_a_checkpoint_with_a_mismatch_weight(tmp_path, capsy
     from medsynth_explore.checkpoint import load_checkpoint
 
     first, second = tmp_path / "run1.safetensors", tmp_path / "run2.safetensors"
-    common = ["train", "--model", "gan", "--data", "phantomcxr", "--n", "24", "--split", "train", "--epochs", "1", "--batch-size", "8"]
+    common = [
+        "train",
+        "--model",
+        "gan",
+        "--data",
+        "phantomcxr",
+        "--n",
+        "24",
+        "--split",
+        "train",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    ]
     assert main([*common, "--out", str(first)]) == 0
     run1 = load_checkpoint(first)
     assert "(weight 0.5)" in run1.card["training"]["loss"] and run1.card["training_data"]["split"] == "train"
@@ -124,5 +231,7 @@ def test_train_gan_continues_a_checkpoint_with_a_mismatch_weight(tmp_path, capsy
     assert tr["previous_runs"][0]["sha256"] == run1.sha256 and tr["previous_runs"][0]["steps"] == run1.card["training"]["steps"]
     assert main([*common, "--out", str(second), "--init-from", "phantomcxr-physics"]) == 2
     assert "wants a gan checkpoint" in capsys.readouterr().err
-    assert main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(second), "--mismatch-weight", "1"]) == 2
+    assert (
+        main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(second), "--mismatch-weight", "1"]) == 2
+    )
     assert "--mismatch-weight applies to --model gan only" in capsys.readouterr().err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +21,7 @@ def _set(n=6, size=8, seed=0):
             "sex": ["F", "M"] * (n // 2),
             "effusion": rng.integers(0, 2, n),
             "side": ["none", "left"] * (n // 2),
-            "report": [f"Finding, number {i}; \"quoted\"" for i in range(n)],
+            "report": [f'Finding, number {i}; "quoted"' for i in range(n)],
         }
     )
     return ImageSet(images.astype(np.float32), meta, {"source": "test", "seed": seed})

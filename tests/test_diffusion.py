@@ -106,8 +106,16 @@ def test_condition_guidance_composes_one_more_pass_per_group(gen, monkeypatch):
     assert gen.sample(1, conditions=COND, seed=0, steps=2).metadata["condition_guidance"].iloc[0] == ""
 
 
-@pytest.mark.parametrize("bad, msg", [({"bmi": 2.0}, "not a condition"), ({"age": -1.0}, ">= 0"),
-                                      ({"age": float("nan")}, ">= 0"), ({"age": True}, ">= 0"), ([("age", 2.0)], "mapping")])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ({"bmi": 2.0}, "not a condition"),
+        ({"age": -1.0}, ">= 0"),
+        ({"age": float("nan")}, ">= 0"),
+        ({"age": True}, ">= 0"),
+        ([("age", 2.0)], "mapping"),
+    ],
+)
 def test_condition_guidance_is_checked(bad, msg):
     g = dm.DiffusionGenerator.tiny(seed=0)
     with pytest.raises(ConditionError, match=msg):
@@ -187,9 +195,17 @@ def test_repaint_jumps_resample(gen):
 
 def _toy_data(n=8):
     rng = np.random.default_rng(0)
-    meta = pd.DataFrame({"age": np.linspace(20, 85, n), "sex": ["F", "M"] * (n // 2),
-                         "cardiomegaly": [0, 1] * (n // 2), "nodule": 0, "effusion": [1, 0] * (n // 2),
-                         "pneumothorax": 0, "report": ["Left pleural effusion.", "Moderate cardiomegaly."] * (n // 2)})
+    meta = pd.DataFrame(
+        {
+            "age": np.linspace(20, 85, n),
+            "sex": ["F", "M"] * (n // 2),
+            "cardiomegaly": [0, 1] * (n // 2),
+            "nodule": 0,
+            "effusion": [1, 0] * (n // 2),
+            "pneumothorax": 0,
+            "report": ["Left pleural effusion.", "Moderate cardiomegaly."] * (n // 2),
+        }
+    )
     return ImageSet(rng.random((n, 1, 64, 64)).astype(np.float32), meta, {"source": "toy"})
 
 
@@ -199,8 +215,17 @@ def test_train_save_load_round_trip(tmp_path, gen):
 
     out = tmp_path / "d.safetensors"
     seen = []
-    model, card = dm.train_diffusion(_toy_data(), out, steps=60, max_seconds=None, seed=0, config=dm._tiny_config(),
-                                     batch_size=4, clip=gen.clip, callback=lambda d, t: seen.append((d, t)))
+    model, card = dm.train_diffusion(
+        _toy_data(),
+        out,
+        steps=60,
+        max_seconds=None,
+        seed=0,
+        config=dm._tiny_config(),
+        batch_size=4,
+        clip=gen.clip,
+        callback=lambda d, t: seen.append((d, t)),
+    )
     # the loss is recorded every 50 steps; progress is reported after every step
     assert card["training"]["steps"] == 60 and [i[0] for i in card["training"]["loss_history"]] == [50]
     assert seen[0] == (0, 60) and seen[-1] == (60, 60) and len(seen) == 61
@@ -219,15 +244,27 @@ def test_train_save_load_round_trip(tmp_path, gen):
 
 
 def test_train_is_seeded_and_cancellable(gen):
-    model_a, a = dm.train_diffusion(_toy_data(), None, steps=3, max_seconds=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    model_a, a = dm.train_diffusion(
+        _toy_data(), None, steps=3, max_seconds=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False
+    )
     wa = [p.detach().clone() for p in model_a.net.parameters()]
-    model_b, _ = dm.train_diffusion(_toy_data(), None, steps=3, max_seconds=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False)
+    model_b, _ = dm.train_diffusion(
+        _toy_data(), None, steps=3, max_seconds=None, seed=1, config=dm._tiny_config(), batch_size=4, clip=False
+    )
     wb = list(model_b.net.parameters())
     assert all(torch.equal(x, y) for x, y in zip(wa, wb))
     assert a["capabilities"] == ["conditions", "guidance", "steps", "inpaint"]
     with pytest.raises(CancelledError):
-        dm.train_diffusion(_toy_data(), None, steps=100, max_seconds=None, config=dm._tiny_config(), batch_size=4,
-                           clip=False, callback=lambda done, total: False)
+        dm.train_diffusion(
+            _toy_data(),
+            None,
+            steps=100,
+            max_seconds=None,
+            config=dm._tiny_config(),
+            batch_size=4,
+            clip=False,
+            callback=lambda done, total: False,
+        )
     with pytest.raises(DataError, match="age"):
         dm.train_diffusion(ImageSet(np.zeros((4, 1, 64, 64), np.float32)), None, steps=1, clip=False)
 

@@ -112,8 +112,18 @@ def test_train_clip_learns_toy_pairs_and_writes_card(tmp_path):
     data = _toy_set(48)
     out = tmp_path / "c.safetensors"
     seen, lines = [], []
-    _, card = dc.train_clip(data, out, epochs=8, seed=0, config=dc.tiny_config(), batch_size=16, lr=3e-3,
-                            val_fraction=0.25, callback=lambda d, t: seen.append((d, t)), log=lines.append)
+    _, card = dc.train_clip(
+        data,
+        out,
+        epochs=8,
+        seed=0,
+        config=dc.tiny_config(),
+        batch_size=16,
+        lr=3e-3,
+        val_fraction=0.25,
+        callback=lambda d, t: seen.append((d, t)),
+        log=lines.append,
+    )
     assert [int(line.split("/")[0].split()[1]) for line in lines] == list(range(1, 9))
     assert seen[0] == (0, 16) and seen[-1] == (16, 16)  # 36 training images: 2 steps of 16 per epoch
     assert card["family"] == "clip" and card["training"]["time_seconds"] > 0
@@ -142,8 +152,15 @@ def test_train_clip_bad_input_and_cancel():
     with pytest.raises(DataError, match="report"):
         dc.train_clip(ImageSet(np.zeros((8, 1, 8, 8), np.float32)), None, epochs=1, config=dc.tiny_config())
     with pytest.raises(CancelledError):
-        dc.train_clip(_toy_set(16), None, epochs=3, config=dc.tiny_config(), batch_size=8, val_fraction=0,
-                      callback=lambda done, total: False)
+        dc.train_clip(
+            _toy_set(16),
+            None,
+            epochs=3,
+            config=dc.tiny_config(),
+            batch_size=8,
+            val_fraction=0,
+            callback=lambda done, total: False,
+        )
 
 
 @pytest.mark.skipif(not dc.DEFAULT_CLIP_PATH.is_file(), reason="shipped domain CLIP not present")

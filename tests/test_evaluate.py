@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medsynth_explore import metrics as M
 from medsynth_explore.data import ImageSet
 from medsynth_explore.errors import MetricError
 from medsynth_explore.evaluate import Report, evaluate
-from medsynth_explore import metrics as M
 from medsynth_explore.features import PixelEncoder
 
 
@@ -82,7 +82,9 @@ def test_evaluate_folders_and_feature_arrays(tmp_path):
     rep = evaluate(tmp_path / "real", str(tmp_path / "syn"), encoder="pixels", metrics=["fid"], by="sex", n_boot=0)
     direct = evaluate(real, syn, encoder="pixels", metrics=["fid"], n_boot=0)
     assert rep.value("fid") == pytest.approx(direct.value("fid"), rel=1e-4)
-    feats = evaluate(np.random.default_rng(0).normal(size=(50, 3)), np.random.default_rng(1).normal(size=(50, 3)), metrics=["fid"], n_boot=0)
+    feats = evaluate(
+        np.random.default_rng(0).normal(size=(50, 3)), np.random.default_rng(1).normal(size=(50, 3)), metrics=["fid"], n_boot=0
+    )
     assert feats.provenance["encoder"]["id"] == "precomputed"
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL_SCHEMA, Noise
 
 from medsynth_explore.data import load_dataset
 from medsynth_explore.errors import CancelledError, DataError, MedsynthError
@@ -23,6 +22,9 @@ from medsynth_explore.export import (
 )
 from medsynth_explore.generators import condition_distribution
 from medsynth_explore.scale import shard_seed
+
+from doubles import SMALL_SCHEMA, Noise
+
 
 def _distribution() -> dict:
     rng = np.random.default_rng(0)
@@ -154,8 +156,10 @@ def test_verify_reports_missing_altered_extra_and_unlabelled(gen, tmp_path):
         im.load()
         im.save(out / "images" / "000004.png")
     m = json.loads((out / "manifest.json").read_text())
-    m["files"]["images/000004.png"] = {"sha256": _sha256_file(out / "images" / "000004.png"),
-                                       "bytes": (out / "images" / "000004.png").stat().st_size}
+    m["files"]["images/000004.png"] = {
+        "sha256": _sha256_file(out / "images" / "000004.png"),
+        "bytes": (out / "images" / "000004.png").stat().st_size,
+    }
     (out / "manifest.json").write_text(json.dumps(m))
 
     res = verify(out)
@@ -165,8 +169,17 @@ def test_verify_reports_missing_altered_extra_and_unlabelled(gen, tmp_path):
     assert res.extra == ["images/stray.png"]
     assert res.unlabelled == ["images/000004.png"]
     report = str(res)
-    for word in ("FAILED", "missing files (1)", "images/000001.png", "altered", "images/000002.png",
-                 "not in the manifest", "images/stray.png", "AI-generated label", "images/000004.png"):
+    for word in (
+        "FAILED",
+        "missing files (1)",
+        "images/000001.png",
+        "altered",
+        "images/000002.png",
+        "not in the manifest",
+        "images/stray.png",
+        "AI-generated label",
+        "images/000004.png",
+    ):
         assert word in report
 
 
@@ -281,7 +294,9 @@ def test_generator_errors_surface_as_project_errors(gen, tmp_path):
 def test_builtin_physics_generator_by_name(tmp_path):
     from medsynth_explore.generators import load_generator
 
-    out = export("phantomcxr-physics", 3, tmp_path / "syn", conditions={"sex": "F", "findings": ["effusion"]}, seed=1, shard_size=2)
+    out = export(
+        "phantomcxr-physics", 3, tmp_path / "syn", conditions={"sex": "F", "findings": ["effusion"]}, seed=1, shard_size=2
+    )
     ds = load_dataset(out)
     assert ds.metadata["sex"].tolist() == ["F"] * 3 and ds.metadata["effusion"].tolist() == [1, 1, 1]
     gen = load_generator("phantomcxr-physics")
@@ -297,8 +312,19 @@ def test_export_and_scale_share_one_shard_module(tmp_path):
     from medsynth_explore import export as export_module
     from medsynth_explore import scale, shards
 
-    shared = ("DEFAULT_SHARD_SIZE", "shard_seed", "plan_shards", "get_client", "run_shards", "conditions_table",
-              "shard_conditions", "sample_shard", "resolve_generator", "read_manifest", "read_shard")
+    shared = (
+        "DEFAULT_SHARD_SIZE",
+        "shard_seed",
+        "plan_shards",
+        "get_client",
+        "run_shards",
+        "conditions_table",
+        "shard_conditions",
+        "sample_shard",
+        "resolve_generator",
+        "read_manifest",
+        "read_shard",
+    )
     for name in shared:
         assert getattr(scale, name) is getattr(shards, name), name
     for name in ("read_manifest", "read_shard", "DEFAULT_SHARD_SIZE", "FORMAT", "MANIFEST"):

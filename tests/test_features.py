@@ -18,8 +18,8 @@ from medsynth_explore.features import (
     RandomCNNEncoder,
     encode_cached,
     get_encoder,
+    registry,
 )
-from medsynth_explore.features import registry
 
 
 class _Probe(Encoder):

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import Noise
 
 from medsynth_explore.data import ImageSet
 from medsynth_explore.errors import CancelledError, CapabilityError, ConditionError, DataError
+
+from doubles import Noise
 
 #: What a contract test may ask each family: keyword arguments that keep sampling cheap.
 FAST = {"physics": {}, "vae": {}, "gan": {}, "diffusion": {"steps": 2}, "diffusers": {"steps": 3}, "test-double": {}}
@@ -24,7 +25,7 @@ FAST = {"physics": {}, "vae": {}, "gan": {}, "diffusion": {"steps": 2}, "diffuse
 #: Families that do not promise "the first k images of n are those of k", and why.
 NO_PREFIX = {
     "physics": "the simulator draws the patient attributes no condition fixes (BMI, positioning, site) for the whole "
-               "cohort from one seed, vectorised; per-image draws would cost about 27 ms a patient",
+    "cohort from one seed, vectorised; per-image draws would cost about 27 ms a patient",
 }
 
 
@@ -59,8 +60,16 @@ def _diffusers(tmp_path_factory):
     from medsynth_explore.generators import load_generator
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     folder = tmp_path_factory.mktemp("contract-ddpm")
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(folder)
     return load_generator(folder)
@@ -187,7 +196,7 @@ def test_inpainting_keeps_the_outside_or_is_refused(family):
     c, h, w = gen.image_shape
     image = gen.sample(2, seed=1, **fast)
     mask = np.zeros((h, w), np.float32)
-    mask[h // 2:, : w // 2] = 1
+    mask[h // 2 :, : w // 2] = 1
     if "inpaint" not in gen.capabilities:
         with pytest.raises(CapabilityError, match="cannot inpaint"):
             gen.inpaint(image, mask, seed=0, **fast)

@@ -41,7 +41,14 @@ class NoiseGen(Generator):
 def _noise_gen(**card_extra):
     schema = phantomcxr_schema()
     meta = pd.DataFrame(
-        {"age": [30, 50, 70, 80], "sex": ["F", "F", "M", "M"], "cardiomegaly": [0, 0, 1, 1], "nodule": [0, 1, 0, 0], "effusion": [0, 0, 0, 1], "pneumothorax": [0, 0, 0, 0]}
+        {
+            "age": [30, 50, 70, 80],
+            "sex": ["F", "F", "M", "M"],
+            "cardiomegaly": [0, 0, 1, 1],
+            "nodule": [0, 1, 0, 0],
+            "effusion": [0, 0, 0, 1],
+            "pneumothorax": [0, 0, 0, 0],
+        }
     )
     card = {
         "name": "noise",
@@ -86,7 +93,10 @@ def test_validate_accepts_the_documented_forms():
         ({"age": float("nan")}, "NaN"),
         ({"age": "old"}, "must be a number"),
         ({"sex": "X"}, "choose one of F, M"),
-        ({"findings": ["fracture"]}, "unknown finding 'fracture'; allowed findings are cardiomegaly, nodule, effusion, pneumothorax"),
+        (
+            {"findings": ["fracture"]},
+            "unknown finding 'fracture'; allowed findings are cardiomegaly, nodule, effusion, pneumothorax",
+        ),
         ({"effusion": 2}, "0/1"),
         ({"colour": "red"}, "unknown condition 'colour'"),
         ({"prompt": "text"}, "unknown condition 'prompt'"),
@@ -116,7 +126,16 @@ def test_condition_definitions_are_checked():
 
 def test_encode_conditions_scales_and_one_hot_encodes():
     s = phantomcxr_schema()
-    t = pd.DataFrame({"age": [18, 90, 54], "sex": ["F", "M", "F"], "cardiomegaly": [1, 0, 0], "nodule": [0, 0, 1], "effusion": [0, 1, 0], "pneumothorax": [0, 0, 0]})
+    t = pd.DataFrame(
+        {
+            "age": [18, 90, 54],
+            "sex": ["F", "M", "F"],
+            "cardiomegaly": [1, 0, 0],
+            "nodule": [0, 0, 1],
+            "effusion": [0, 1, 0],
+            "pneumothorax": [0, 0, 0],
+        }
+    )
     x = encode_conditions(t, s)
     assert x.dtype.is_floating_point and tuple(x.shape) == (3, 7)
     np.testing.assert_allclose(x[:, 0].numpy(), [0.0, 1.0, 0.5])
@@ -156,7 +175,13 @@ def test_sample_metadata_and_provenance():
         assert col in m
     assert (m["checkpoint_sha256"] == "f" * 64).all() and (m["seed"] == 3).all()
     assert m["image_seed"].nunique() == 5
-    assert s.provenance["generator"] == "noise" and s.provenance["requested_conditions"] == ["age", "cardiomegaly", "effusion", "nodule", "pneumothorax"]
+    assert s.provenance["generator"] == "noise" and s.provenance["requested_conditions"] == [
+        "age",
+        "cardiomegaly",
+        "effusion",
+        "nodule",
+        "pneumothorax",
+    ]
 
 
 def test_same_seed_same_output_and_batch_size_invariance():
@@ -264,7 +289,9 @@ def test_inpaint_runs_the_same_batch_loop_and_passes_the_image_metadata_to_resol
     assert g.contexts[0] is None and g.contexts[1] is src.metadata
     assert seen == [(0, 5), (2, 5), (4, 5), (5, 5)]
     np.testing.assert_array_equal(out.images[:, :, 4:], src.images[:, :, 4:])
-    assert (out.metadata["age"] == 30).all() and (out.metadata["sex"] == "M").all() and (out.metadata["mask_fraction"] == 0.5).all()
+    assert (
+        (out.metadata["age"] == 30).all() and (out.metadata["sex"] == "M").all() and (out.metadata["mask_fraction"] == 0.5).all()
+    )
     assert out.provenance["sampler"] == "inpaint:" + src.provenance["sampler"] and "requested_conditions" not in out.provenance
     with pytest.raises(CancelledError, match="inpainting cancelled by the progress callback after 2 of 5"):
         g.inpaint(src, mask, seed=1, batch_size=2, callback=lambda d, t: d < 2)
@@ -307,7 +334,7 @@ def test_physics_ground_truth_masks_match_the_conditions(physics):
     # same seed, same patients: only the effusion differs, and it brightens the lung bases
     assert (pos.metadata["anatomy_seed"].to_numpy() == neg.metadata["anatomy_seed"].to_numpy()).all()
     m = anatomy(pos.metadata).masks["effusion"]
-    diff = (pos.images[:, 0] - neg.images[:, 0])
+    diff = pos.images[:, 0] - neg.images[:, 0]
     assert diff[m].mean() > diff[~m].mean() + 0.02
 
 
@@ -406,8 +433,14 @@ def tiny_ddpm_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=16, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
     )
     d = tmp_path_factory.mktemp("ddpm")
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(d)
@@ -459,7 +492,11 @@ def test_text_pipeline_wrapper_turns_conditions_into_prompts():
     g = DiffusersPipelineGenerator(pipe, name="fake-sd", source="memory", default_steps=7)
     assert g.capabilities == frozenset({"text", "conditions", "steps", "guidance"})
     s = g.sample(2, conditions={"age": 70, "sex": "F", "findings": ["effusion"]}, seed=0, guidance=3.0)
-    assert pipe.calls[-1] == {"prompt": ["frontal chest radiograph of a 70 year old woman with pleural effusion"] * 2, "steps": 7, "guidance": 3.0}
+    assert pipe.calls[-1] == {
+        "prompt": ["frontal chest radiograph of a 70 year old woman with pleural effusion"] * 2,
+        "steps": 7,
+        "guidance": 3.0,
+    }
     assert s.images.shape == (2, 1, 64, 64)  # no UNet to read a size from: 64 by default
     assert (s.metadata["effusion"] == 1).all() and (s.metadata["nodule"] == 0).all()
     # conditions not given stay unknown rather than drawn

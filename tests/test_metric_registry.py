@@ -110,8 +110,12 @@ def test_a_registered_metric_reaches_evaluate_and_the_session(tmp_path):
     def mean_gap(real, syn):
         return float(np.abs(np.asarray(real).mean(0) - np.asarray(syn).mean(0)).sum())
 
-    R.register_metric("mean_gap", mean_gap, [R.Output("mean_gap", False, "Mean gap", "lower is better")],
-                      description="Summed absolute difference of the feature means.")
+    R.register_metric(
+        "mean_gap",
+        mean_gap,
+        [R.Output("mean_gap", False, "Mean gap", "lower is better")],
+        description="Summed absolute difference of the feature means.",
+    )
     try:
         assert "mean_gap" in set(M.list_metrics()["name"])
         real, syn, _ = _sets(6)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medsynth_explore.errors import MetricError
 from medsynth_explore import metrics as M
+from medsynth_explore.errors import MetricError
 
 
 def _feats(seed, n, d, shift=0.0, scale=1.0, dtype=np.float64):
@@ -195,14 +193,29 @@ def test_ssim_and_psnr_match_scikit_image():
     a, b = _pair_images(0)
     per = M.ssim(a, b, reduction="none")
     for i in range(len(a)):
-        ref = structural_similarity(a[i, 0].astype(np.float64), b[i, 0].astype(np.float64), gaussian_weights=True,
-                                    sigma=1.5, use_sample_covariance=False, data_range=1)
+        ref = structural_similarity(
+            a[i, 0].astype(np.float64),
+            b[i, 0].astype(np.float64),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1,
+        )
         assert per[i] == pytest.approx(ref, rel=1e-6)
-        assert M.psnr(a[i], b[i]) == pytest.approx(peak_signal_noise_ratio(a[i].astype(np.float64), b[i].astype(np.float64), data_range=1), rel=1e-6)
+        assert M.psnr(a[i], b[i]) == pytest.approx(
+            peak_signal_noise_ratio(a[i].astype(np.float64), b[i].astype(np.float64), data_range=1), rel=1e-6
+        )
     # multi-channel: mean over channels, as skimage with channel_axis
     c, d = _pair_images(1, (1, 3, 32, 32))
-    ref = structural_similarity(c[0].astype(np.float64), d[0].astype(np.float64), gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False, data_range=1, channel_axis=0)
+    ref = structural_similarity(
+        c[0].astype(np.float64),
+        d[0].astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1,
+        channel_axis=0,
+    )
     assert M.ssim(c, d) == pytest.approx(ref, rel=1e-6)
 
 
@@ -220,8 +233,15 @@ def test_masked_ssim_and_psnr_regions():
     mse = ((a[0, 0, 10:30, 10:30].astype(np.float64) - b[0, 0, 10:30, 10:30]) ** 2).mean()
     assert inside == pytest.approx(10 * np.log10(1 / mse), rel=1e-9)
     # masked SSIM = mean of skimage's full SSIM map over the region (inside the 5-px border crop)
-    _, smap = structural_similarity(a[0, 0].astype(np.float64), b[0, 0].astype(np.float64), gaussian_weights=True,
-                                    sigma=1.5, use_sample_covariance=False, data_range=1, full=True)
+    _, smap = structural_similarity(
+        a[0, 0].astype(np.float64),
+        b[0, 0].astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1,
+        full=True,
+    )
     sel = mask.astype(bool)
     sel[:5], sel[-5:], sel[:, :5], sel[:, -5:] = False, False, False, False
     assert M.ssim(a, b, mask=mask, region="inside") == pytest.approx(smap[sel].mean(), rel=1e-6)

@@ -64,8 +64,10 @@ def test_streaming_kid_equals_batch_on_blocks_and_merges():
     b = _feed(M.StreamingKID(n_blocks=5), real[120:], fake[100:])
     merged = a + b
     single = M.StreamingKID(n_blocks=5)
-    single.update(real[:120], True); single.update(fake[:100], False)
-    single.update(real[120:], True); single.update(fake[100:], False)
+    single.update(real[:120], True)
+    single.update(fake[:100], False)
+    single.update(real[120:], True)
+    single.update(fake[100:], False)
     assert merged.compute() == pytest.approx(single.compute(), rel=1e-9)
 
 
@@ -85,8 +87,12 @@ def test_streaming_prdc_equals_batch_and_merges():
             mid = s.coverage()  # builds the incremental state part way
             assert mid == pytest.approx(M.prdc(real, fake[: i + 64])["coverage"])
     assert s.compute() == pytest.approx(M.prdc(real, fake), rel=1e-12)
-    a = M.StreamingPRDC(); a.update(real[:150], True); a.update(fake[:100], False)
-    b = M.StreamingPRDC(); b.update(real[150:], True); b.update(fake[100:], False)
+    a = M.StreamingPRDC()
+    a.update(real[:150], True)
+    a.update(fake[:100], False)
+    b = M.StreamingPRDC()
+    b.update(real[150:], True)
+    b.update(fake[100:], False)
     assert (a + b).compute() == pytest.approx(M.prdc(real, fake), rel=1e-12)
 
 
@@ -141,8 +147,10 @@ def test_a_state_declared_once_gets_reset_merge_add_and_copy():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(10, 3)), rng.normal(size=(4, 3))
     a, b = Moments(), Moments()
-    a.update(x[:6], True); a.update(y[:1], False)
-    b.update(x[6:], True); b.update(y[1:], False)
+    a.update(x[:6], True)
+    a.update(y[:1], False)
+    b.update(x[6:], True)
+    b.update(y[1:], False)
     assert a.compute()[0] == pytest.approx(x[:6].mean())  # fills the cache
     total = a + b
     assert total.values() == {"mean_real": pytest.approx(x.mean()), "n_synthetic": 4}
@@ -156,7 +164,8 @@ def test_a_state_declared_once_gets_reset_merge_add_and_copy():
         Moments(scale=2.0).merge(Moments())
     with pytest.raises(MetricError, match="cannot merge a StreamingFID"):
         Moments().merge(M.StreamingFID())
-    d = Moments(); d.update(np.zeros((2, 5)), True)
+    d = Moments()
+    d.update(np.zeros((2, 5)), True)
     with pytest.raises(MetricError, match="5- and 3-dimensional"):
         d.merge(b)
     with pytest.raises(MetricError, match="unknown merge rule"):
@@ -174,7 +183,8 @@ def test_kernel_sums_are_rebuilt_after_a_merge_and_a_reset():
     merged.update(fake[:5], real=False)  # and then kept up to date incrementally
     f2 = np.concatenate([fake, fake[:5]])
     assert merged.compute_full() == pytest.approx(
-        M.mmd2_unbiased(M.poly_kernel(real, real), M.poly_kernel(real, f2), M.poly_kernel(f2, f2)), rel=1e-9)
+        M.mmd2_unbiased(M.poly_kernel(real, real), M.poly_kernel(real, f2), M.poly_kernel(f2, f2)), rel=1e-9
+    )
     merged.reset()
     assert merged.n == {True: 0, False: 0}
     with pytest.raises(MetricError, match="blocks needs 2 samples"):

@@ -60,9 +60,11 @@ def test_sources_and_notebooks_come_in_pairs():
     no_notebook = [p.name for p in SOURCES if not p.with_suffix(".ipynb").exists()]
     no_source = [p.name for p in NOTEBOOKS if not p.with_suffix(".py").exists()]
     assert not no_notebook, f"sources without a notebook: {no_notebook}; build them with `python scripts/make_notebooks.py NN`"
-    assert not no_source, (f"notebooks without a jupytext source: {no_source}; the .py is the file to edit: write it with "
-                           "`jupytext --to py:percent --opt notebook_metadata_filter=-all --opt cell_metadata_filter=-all "
-                           "notebooks/NAME.ipynb`")
+    assert not no_source, (
+        f"notebooks without a jupytext source: {no_source}; the .py is the file to edit: write it with "
+        "`jupytext --to py:percent --opt notebook_metadata_filter=-all --opt cell_metadata_filter=-all "
+        "notebooks/NAME.ipynb`"
+    )
 
 
 @pytest.mark.parametrize("stem", STEMS)
@@ -76,8 +78,9 @@ def test_notebook_cells_match_the_source(stem):
     for i, (w, h) in enumerate(zip(want, have)):
         if w != h:
             kind = f"a {h[0]} cell in the notebook, {w[0]} in the source" if w[0] != h[0] else "source"
-            pytest.fail(f"{where} at cell {stem[:2]}-{i:02d} ({kind}). {hint}.\n"
-                        + short_diff(w[1], h[1], f"{stem}.py", f"{stem}.ipynb"))
+            pytest.fail(
+                f"{where} at cell {stem[:2]}-{i:02d} ({kind}). {hint}.\n" + short_diff(w[1], h[1], f"{stem}.py", f"{stem}.ipynb")
+            )
     assert len(want) == len(have), f"{where}: {len(want)} cells in the source, {len(have)} in the notebook. {hint}."
 
 
@@ -88,11 +91,13 @@ def test_only_checked_cells_store_outputs(stem):
             continue
         where = f"notebooks/{stem}.ipynb cell {stem[:2]}-{i:02d} ({first_line(text(cell))})"
         if checked(cell):
-            assert cell["outputs"], (f"{where} is marked {CHECK} but stores no output, so nbval has nothing to compare; "
-                                     f"run `{fix(stem, run=True)}`")
+            assert cell["outputs"], (
+                f"{where} is marked {CHECK} but stores no output, so nbval has nothing to compare; run `{fix(stem, run=True)}`"
+            )
         else:
             assert not cell["outputs"] and cell["execution_count"] is None, (
-                f"{where} is not marked {CHECK} but stores outputs or an execution count; run `{fix(stem)}`")
+                f"{where} is not marked {CHECK} but stores outputs or an execution count; run `{fix(stem)}`"
+            )
 
 
 @pytest.mark.parametrize("stem", [p.stem for p in NOTEBOOKS])
@@ -114,9 +119,11 @@ def test_source_round_trips_through_jupytext(source):
     original = source.read_text(encoding="utf-8")
     nb = jupytext.reads(original, fmt="py:percent")
     assert set(nb.metadata) <= {"jupytext"}, (
-        f"{source.name} starts with a jupytext header; remove it (make_notebooks.py sets the notebook metadata)")
+        f"{source.name} starts with a jupytext header; remove it (make_notebooks.py sets the notebook metadata)"
+    )
     assert not any(c.metadata for c in nb.cells if set(c.metadata) - {"lines_to_next_cell"}), (
-        f"{source.name}: a cell marker carries metadata, which the built notebook drops; write a plain `# %%`")
+        f"{source.name}: a cell marker carries metadata, which the built notebook drops; write a plain `# %%`"
+    )
     again = jupytext.writes(nb, fmt="py:percent")
     if again != original:
         diff = short_diff(original, again, f"{source.name} as stored", "as jupytext writes it", lines=40)
@@ -143,10 +150,11 @@ def test_notebook_is_exactly_what_the_builder_writes(source):
     nb = builder.read_source(source)
     builder.keep_stored_outputs(nb, target)
     assert builder.to_text(nb) == target.read_text(encoding="utf-8"), (
-        f"notebooks/{target.name} is not what the builder writes from {source.name}; run `{fix(source.stem)}`")
+        f"notebooks/{target.name} is not what the builder writes from {source.name}; run `{fix(source.stem)}`"
+    )
 
 
-SMALL_SOURCE = '''# %% [markdown]
+SMALL_SOURCE = """# %% [markdown]
 # # A title
 #
 # Some prose.
@@ -162,7 +170,7 @@ print(x)
 # %%
 # NBVAL_CHECK_OUTPUT
 x
-'''
+"""
 
 
 def test_builder_executes_keeps_checked_outputs_and_ids(tmp_path):

@@ -9,15 +9,26 @@ from sklearn.metrics import roc_auc_score
 from medsynth_explore import CheckpointError, DataError
 from medsynth_explore.features import reference_classifier as rc
 from medsynth_explore.features.reference_classifier import (
-    CLASSIFIER_ASSET, TARGETS, ReferenceClassifier, train_reference_classifier)
+    CLASSIFIER_ASSET,
+    TARGETS,
+    ReferenceClassifier,
+    train_reference_classifier,
+)
 from medsynth_explore.phantom import FINDINGS, Population, simulate
 
 
 def test_train_save_load_round_trip(tmp_path):
     data = simulate(64, seed=1, size=32)
     seen = []
-    trained, card = train_reference_classifier(data, tmp_path / "c.safetensors", epochs=1, width=4, image_size=32, batch_size=16,
-                                               callback=lambda d, t: seen.append((d, t)))
+    trained, card = train_reference_classifier(
+        data,
+        tmp_path / "c.safetensors",
+        epochs=1,
+        width=4,
+        image_size=32,
+        batch_size=16,
+        callback=lambda d, t: seen.append((d, t)),
+    )
     assert card["family"] == "classifier" and card["training_data"]["size"] == 64
     assert card["training"]["seconds"] > 0 and seen[0][0] == 0 and seen[-1][0] == seen[-1][1] > 0
     clf = ReferenceClassifier(tmp_path / "c.safetensors")

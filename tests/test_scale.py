@@ -14,9 +14,6 @@ import pytest
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-import conftest  # noqa: E402
-from conftest import AGE_SEX_SCHEMA, Noise  # noqa: E402
-
 from medsynth_explore.errors import CancelledError, ConditionError, DataError  # noqa: E402
 from medsynth_explore.export import export, read_manifest, verify  # noqa: E402
 from medsynth_explore.generators import image_seeds  # noqa: E402
@@ -31,9 +28,12 @@ from medsynth_explore.scale import (  # noqa: E402
     shard_seed,
 )
 
+import doubles  # noqa: E402
+from doubles import AGE_SEX_SCHEMA, Noise  # noqa: E402
+
 # Workers must unpickle the test generator, which lives in modules they cannot import.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-cloudpickle.register_pickle_by_value(conftest)
+cloudpickle.register_pickle_by_value(doubles)
 
 DIST = {"n": 2, "age": {"hist": [1, 1], "edges": [18.0, 54.0, 90.0]}, "sex": {"F": 0.5, "M": 0.5}}
 
@@ -53,8 +53,14 @@ def _fail_on_three(x):
 def cluster():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
-                      env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, silence_logs=40) as lc:
+    with LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        dashboard_address=None,
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        silence_logs=40,
+    ) as lc:
         with Client(lc) as client:
             yield lc, client
 
@@ -65,8 +71,11 @@ def client(cluster):
 
 
 def _contents(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
 
 
 def test_distributed_export_equals_local_export(client, tmp_path):
@@ -231,6 +240,7 @@ def test_builtin_generator_by_name_on_workers(client, tmp_path):
 def test_progress_counts_images_on_dask(client):
     x = np.zeros((7, 1, 8, 8), np.float32)
     seen = []
-    distributed_features(x, "pixels", client=client, shard_size=3, encoder_kwargs={"size": 4},
-                         callback=lambda d, t: seen.append((d, t)))
+    distributed_features(
+        x, "pixels", client=client, shard_size=3, encoder_kwargs={"size": 4}, callback=lambda d, t: seen.append((d, t))
+    )
     assert sorted(seen) == [(a, 7) for a in sorted(d for d, _ in seen)] and seen[-1] == (7, 7) and len(seen) == 3

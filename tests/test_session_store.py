@@ -14,7 +14,9 @@ from medsynth_explore.session import EventBus, SampleStore, Session
 
 def _set(n, value=None, seed=0, size=8):
     rng = np.random.default_rng(seed)
-    images = rng.random((n, 1, size, size)).astype(np.float32) if value is None else np.full((n, 1, size, size), value, np.float32)
+    images = (
+        rng.random((n, 1, size, size)).astype(np.float32) if value is None else np.full((n, 1, size, size), value, np.float32)
+    )
     return ImageSet(images, pd.DataFrame({"i": np.arange(n), "sex": ["F", "M"] * (n // 2) + ["F"] * (n % 2)}))
 
 

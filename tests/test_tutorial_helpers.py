@@ -16,9 +16,9 @@ from medsynth_explore.tutorial import chest_tube_cohort, fit_logistic, lower_zon
 # ---------------------------------------------------------------- lower_zone_contrast
 def test_lower_zone_contrast_is_lower_minus_mid_zone_on_the_outer_columns():
     x = np.zeros((4, 1, 100, 100), np.float32)
-    x[1, 0, 60:74, 12:32] = 0.4                 # lower zone, right outer columns: half of the measured columns
-    x[2, 0, 31:44, 68:88] = 0.4                 # mid zone, left outer columns
-    x[3, 0, 60:74, 40:60] = 1.0                 # lower zone, but the mediastinum (not measured)
+    x[1, 0, 60:74, 12:32] = 0.4  # lower zone, right outer columns: half of the measured columns
+    x[2, 0, 31:44, 68:88] = 0.4  # mid zone, left outer columns
+    x[3, 0, 60:74, 40:60] = 1.0  # lower zone, but the mediastinum (not measured)
     c = lower_zone_contrast(x)
     assert c.shape == (4,)
     assert c[0] == 0 and c[3] == 0
@@ -30,7 +30,7 @@ def test_lower_zone_contrast_uses_the_first_channel_and_accepts_an_image_set():
     rng = np.random.default_rng(0)
     x = rng.random((3, 2, 64, 64)).astype(np.float32)
     y = x.copy()
-    y[:, 1] = 0                                  # other channels do not matter
+    y[:, 1] = 0  # other channels do not matter
     np.testing.assert_array_equal(lower_zone_contrast(x), lower_zone_contrast(y))
 
     class Set:
@@ -90,7 +90,7 @@ def test_fit_logistic_learns_a_separable_pixel_problem():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 20)
     images = rng.random((40, 1, 16, 16)).astype(np.float32) * 0.2
-    images[labels == 1, :, :8] += 0.6           # the positives are brighter in the upper half
+    images[labels == 1, :, :8] += 0.6  # the positives are brighter in the upper half
     enc = PixelEncoder(size=4)
     model = fit_logistic(enc, images, labels)
     p = model.predict_proba(enc.encode(images))[:, 1]

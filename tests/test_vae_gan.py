@@ -206,7 +206,9 @@ def test_training_loop_budget_history_log_and_cancel():
         return {"loss": float(batch), "other": 1.0}
 
     loop = TrainingLoop(12, callback=lambda d, t: seen.append((d, t)), max_seconds=10, log=lines.append, clock=lambda: now[0])
-    history = loop.run_epochs(4, lambda epoch: [1, 2, 3], step, lambda e, m: ((e, m["loss"], m["other"]), f"loss {m['loss']:.1f}"))
+    history = loop.run_epochs(
+        4, lambda epoch: [1, 2, 3], step, lambda e, m: ((e, m["loss"], m["other"]), f"loss {m['loss']:.1f}")
+    )
     # epoch 1 ends at 12 s > 10 s: the budget stops the run there
     assert loop.epochs == 1 and loop.step == 3 and history == [(1, 2.0, 1.0)]
     assert seen == [(0, 12), (1, 12), (2, 12), (3, 12)] and lines == ["epoch 1/4: loss 2.0, 12 s"]

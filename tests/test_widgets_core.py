@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import Blobs, toy_card, toy_reference
-
 from medsynth_explore.jobs import JobRunner
 from medsynth_explore.session import Session
+
+from doubles import Blobs, toy_card, toy_reference
 
 
 def _generator():
@@ -141,8 +141,12 @@ def test_umap_kernels_get_numba_disk_cache():
 
     enable_umap_cache()
     umap_ = sys.modules["umap.umap_"]
-    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths, umap_.fast_knn_indices,
-                   sys.modules["umap.layouts"]._nb_optimize_layout_euclidean_single_epoch):
+    for kernel in (
+        umap_.smooth_knn_dist,
+        umap_.compute_membership_strengths,
+        umap_.fast_knn_indices,
+        sys.modules["umap.layouts"]._nb_optimize_layout_euclidean_single_epoch,
+    ):
         assert isinstance(kernel._cache, FunctionCache), kernel
     assert enable_umap_cache() == 0  # idempotent
 

@@ -12,13 +12,14 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import Broken, Copier, Rings, toy_card, toy_reference
 
 from medsynth_explore.checkpoint import new_card
-from medsynth_explore.generators.conditions import phantomcxr_schema
 from medsynth_explore.errors import CancelledError, DataError
+from medsynth_explore.generators.conditions import phantomcxr_schema
 from medsynth_explore.jobs import JobRunner
 from medsynth_explore.session import Session
+
+from doubles import Broken, Copier, Rings, toy_card, toy_reference
 
 SIZE = 16
 pytestmark = pytest.mark.filterwarnings("ignore:FID from .* samples")
@@ -153,8 +154,18 @@ def test_trilemma_panel_measures_every_generator(session):
 def test_trilemma_table_bolds_the_best_of_each_column():
     from medsynth_explore.widgets.trilemma import trilemma_table_html
 
-    t = pd.DataFrame({"generator": ["slow", "fast"], "family": ["diffusion", "gan"], "images_per_s": [2.0, 500.0],
-                      "fid": [1.5, 9.0], "precision": [0.9, 0.8], "recall": [0.7, 0.1], "coverage": [0.8, 0.3], "n": 64})
+    t = pd.DataFrame(
+        {
+            "generator": ["slow", "fast"],
+            "family": ["diffusion", "gan"],
+            "images_per_s": [2.0, 500.0],
+            "fid": [1.5, 9.0],
+            "precision": [0.9, 0.8],
+            "recall": [0.7, 0.1],
+            "coverage": [0.8, 0.3],
+            "n": 64,
+        }
+    )
     html = trilemma_table_html(t)
     rows = html.split("<tr>")[2:]
     assert "<b>1.5</b>" in rows[0] and "<b>0.9</b>" in rows[0] and "<b>0.7</b>" in rows[0] and "<b>0.8</b>" in rows[0]
@@ -228,8 +239,12 @@ def test_privacy_summary_expected_rate_and_errors():
     from medsynth_explore.widgets.privacy import privacy_summary
 
     hold = np.linspace(1, 2, 1001)
-    res = {"synthetic_to_train": np.linspace(1, 2, 500), "holdout_to_train": hold, "quantile": 0.05,
-           "threshold": float(np.quantile(hold, 0.05))}
+    res = {
+        "synthetic_to_train": np.linspace(1, 2, 500),
+        "holdout_to_train": hold,
+        "quantile": 0.05,
+        "threshold": float(np.quantile(hold, 0.05)),
+    }
     s = privacy_summary(res)
     assert s["n_close"] == 25 and s["holdout_close"] == 50
     assert s["ratio"] == pytest.approx(1.0, rel=0.02) and s["p_value"] > 0.3 and not s["flag"]  # same distribution
@@ -237,8 +252,12 @@ def test_privacy_summary_expected_rate_and_errors():
     near = privacy_summary(dict(res, synthetic_to_train=np.r_[np.full(50, 0.5), np.linspace(1, 2, 450)]))
     assert near["n_close"] == 50 + 23 and near["ratio"] > 2 and near["p_value"] < 1e-6 and near["flag"]
     # a 1% threshold from 100 held-out images rests on one image: a few close samples are no evidence
-    few = {"synthetic_to_train": np.r_[np.full(3, 0.1), np.linspace(1, 2, 117)], "holdout_to_train": np.linspace(0.5, 2, 100),
-           "quantile": 0.01, "threshold": 0.51}
+    few = {
+        "synthetic_to_train": np.r_[np.full(3, 0.1), np.linspace(1, 2, 117)],
+        "holdout_to_train": np.linspace(0.5, 2, 100),
+        "quantile": 0.01,
+        "threshold": 0.51,
+    }
     f = privacy_summary(few)
     assert f["n_close"] == 3 and f["holdout_close"] == 1 and f["few_holdout"] and not f["flag"]
     assert "rests on only 1 held-out image" in f["text"]
@@ -260,14 +279,27 @@ def test_privacy_panel_without_samples_says_so(session):
 def _full_card(name="rings-vae"):
     schema = phantomcxr_schema()
     return new_card(
-        name, "vae", {"image_size": SIZE, "channels": 1, "latent_dim": 8},
+        name,
+        "vae",
+        {"image_size": SIZE, "channels": 1, "latent_dim": 8},
         description="A toy conditional model for tests.",
         conditions=schema.to_dict(),
         capabilities=["conditions", "inpaint"],
-        training_data={"dataset": "PhantomCXR", "version": "1.0.0", "size": 5600, "seed": 3, "content_hash": "c0ffee" * 4,
-                       "condition_distribution": _card()["training_data"]["condition_distribution"]},
-        training={"epochs": 12, "lr": 0.002, "time_seconds": 723.4, "machine": "Linux x86_64, 2 CPU(s)",
-                  "history": [{"epoch": 11, "loss": 0.25}, {"epoch": 12, "loss": 0.24}]},
+        training_data={
+            "dataset": "PhantomCXR",
+            "version": "1.0.0",
+            "size": 5600,
+            "seed": 3,
+            "content_hash": "c0ffee" * 4,
+            "condition_distribution": _card()["training_data"]["condition_distribution"],
+        },
+        training={
+            "epochs": 12,
+            "lr": 0.002,
+            "time_seconds": 723.4,
+            "machine": "Linux x86_64, 2 CPU(s)",
+            "history": [{"epoch": 11, "loss": 0.25}, {"epoch": 12, "loss": 0.24}],
+        },
         sampler_defaults={"sampler": "vae-prior", "temperature": 1.0},
         intended_use="Teaching <only>.",
         limitations=["Blurry samples.", "Never saw a real radiograph."],
@@ -280,12 +312,28 @@ def test_card_html_renders_every_section():
     from medsynth_explore.widgets.card import card_html
 
     out = card_html(_full_card(), sha256="ab12" * 16, path="/models/rings-vae.safetensors")
-    for text in ("<h3>rings-vae</h3>", ">vae</span>", "<td>SHA-256</td><td><code>" + "ab12" * 16, "/models/rings-vae.safetensors", "BSD-3-Clause",
-                 "1 × 16 × 16 (C × H × W)", "Teaching &lt;only&gt;.", "<li>Blurry samples.</li>",
-                 "<li>Never saw a real radiograph.</li>", "18 to 90", "F, M", "any of cardiomegaly, nodule, effusion, pneumothorax",
-                 "<td>training time</td><td>12 min 3 s</td>", "Linux x86_64, 2 CPU(s)", "<td>dataset</td><td>PhantomCXR</td>",
-                 "<td>size</td><td>5600</td>", "<td>sampler</td><td>vae-prior</td>", "<td>fid_pixels</td><td>12.35</td>",
-                 "<td>coverage</td><td>0.71</td>", "<td>latent_dim</td><td>8</td>"):
+    for text in (
+        "<h3>rings-vae</h3>",
+        ">vae</span>",
+        "<td>SHA-256</td><td><code>" + "ab12" * 16,
+        "/models/rings-vae.safetensors",
+        "BSD-3-Clause",
+        "1 × 16 × 16 (C × H × W)",
+        "Teaching &lt;only&gt;.",
+        "<li>Blurry samples.</li>",
+        "<li>Never saw a real radiograph.</li>",
+        "18 to 90",
+        "F, M",
+        "any of cardiomegaly, nodule, effusion, pneumothorax",
+        "<td>training time</td><td>12 min 3 s</td>",
+        "Linux x86_64, 2 CPU(s)",
+        "<td>dataset</td><td>PhantomCXR</td>",
+        "<td>size</td><td>5600</td>",
+        "<td>sampler</td><td>vae-prior</td>",
+        "<td>fid_pixels</td><td>12.35</td>",
+        "<td>coverage</td><td>0.71</td>",
+        "<td>latent_dim</td><td>8</td>",
+    ):
         assert text in out, text
     assert "findings_by" not in out and "training distribution of the conditions" in out  # summarised, not dumped
     bare = card_html({"name": "x<y>", "family": "gan", "architecture": {}})
@@ -394,8 +442,15 @@ def test_turing_panel_resumes_a_reader_and_uses_existing_samples(session, tmp_pa
 def test_turing_report_bins_age_and_pivots():
     from medsynth_explore.widgets.turing import subgroup_table, turing_report
 
-    a = pd.DataFrame({"truth": ["real", "synthetic"] * 6, "answer": ["real", "synthetic", "synthetic", "real"] * 3,
-                      "age": [25, 25, 45, 45, 65, 65, 80, 80, 25, 45, 65, 80], "sex": ["F"] * 12, "effusion": [0, 1] * 6})
+    a = pd.DataFrame(
+        {
+            "truth": ["real", "synthetic"] * 6,
+            "answer": ["real", "synthetic", "synthetic", "real"] * 3,
+            "age": [25, 25, 45, 45, 65, 65, 80, 80, 25, 45, 65, 80],
+            "sex": ["F"] * 12,
+            "effusion": [0, 1] * 6,
+        }
+    )
     r = turing_report(a)
     assert "sex=F" not in set(r.group)  # one level: no subgroup
     assert {"age_group=18-39", "age_group=40-59", "age_group=60-79", "age_group=80+", "effusion=0"} <= set(r.group)
@@ -467,8 +522,9 @@ def test_card_html_shows_a_benchmark_row_as_a_table():
     from medsynth_explore.widgets.card import card_html
 
     row = {"auroc_nodule": 0.99812, "age_mae": 15.58, "inpaint_psnr_outside_db": "inf", "training_set": "exact <hash>"}
-    out = card_html({"name": "m", "family": "vae", "architecture": {}, "metrics": {"fidelity_benchmark": row,
-                                                                                    "history": [[1, 2.0]] * 80}})
+    out = card_html(
+        {"name": "m", "family": "vae", "architecture": {}, "metrics": {"fidelity_benchmark": row, "history": [[1, 2.0]] * 80}}
+    )
     assert "auroc nodule</td><td>0.9981" in out and "age mae</td><td>15.58" in out
     assert "exact &lt;hash&gt;" in out  # escaped
     assert "characters (show)" in out  # a long non-flat value is still folded

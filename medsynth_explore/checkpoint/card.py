@@ -114,7 +114,7 @@ def validate_card(card: Any) -> dict:
     >>> validate_card({"name": "m", "family": "flow", "architecture": {}})
     Traceback (most recent call last):
     ...
-    medsynth_explore.errors.CheckpointError: model card family 'flow' is unknown; use one of vae, gan, diffusion, physics, clip, classifier.
+    medsynth_explore.errors.CheckpointError: model card family 'flow' is unknown; use one of vae, gan, diffusion, ...
     """
     if not isinstance(card, Mapping):
         raise CheckpointError(f"a model card must be a mapping (JSON object), got {type(card).__name__}.")

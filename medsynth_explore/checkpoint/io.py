@@ -180,7 +180,9 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Any], card: M
 
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise CheckpointError(f"checkpoints are written as .safetensors files; got {path.name!r}. Use a name ending in .safetensors.")
+        raise CheckpointError(
+            f"checkpoints are written as .safetensors files; got {path.name!r}. Use a name ending in .safetensors."
+        )
     clean: dict[str, torch.Tensor] = {}
     for name, t in tensors.items():
         if not isinstance(name, str) or not name:
@@ -244,7 +246,9 @@ def _load_safetensors(path: Path) -> tuple[dict, dict]:
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise CheckpointError(f"{str(path)!r} is too short to be a safetensors file ({size} bytes); it is truncated or not a checkpoint.")
+            raise CheckpointError(
+                f"{str(path)!r} is too short to be a safetensors file ({size} bytes); it is truncated or not a checkpoint."
+            )
         (n,) = struct.unpack("<Q", head)
         if n > _MAX_HEADER or 8 + n > size:
             raise CheckpointError(
@@ -266,7 +270,10 @@ def _load_safetensors(path: Path) -> tuple[dict, dict]:
         )
     fmt = meta.get(FORMAT_KEY, FORMAT_VERSION)
     if fmt != FORMAT_VERSION:
-        raise CheckpointError(f"{str(path)!r} uses checkpoint format {fmt!r}; this version reads format {FORMAT_VERSION!r}. Upgrade medsynth-explore.")
+        raise CheckpointError(
+            f"{str(path)!r} uses checkpoint format {fmt!r}; this version reads format {FORMAT_VERSION!r}. Upgrade "
+            "medsynth-explore."
+        )
     try:
         card = json.loads(meta[CARD_KEY])
     except json.JSONDecodeError as exc:

@@ -82,9 +82,7 @@ def as_image_array(images: Any, name: str = "images") -> np.ndarray:
     elif arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4:
-        raise DataError(
-            f"{name} must have shape (N, C, H, W), (C, H, W) or (H, W); got shape {arr.shape}."
-        )
+        raise DataError(f"{name} must have shape (N, C, H, W), (C, H, W) or (H, W); got shape {arr.shape}.")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if arr.size and not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).reshape(len(arr), -1).any(1).sum())
@@ -230,7 +228,9 @@ class ImageSet:
         """
         if not isinstance(fractions, Mapping):
             fractions = list(fractions)
-            names = ["train", "val", "test"][: len(fractions)] if len(fractions) <= 3 else [f"part{i}" for i in range(len(fractions))]
+            names = (
+                ["train", "val", "test"][: len(fractions)] if len(fractions) <= 3 else [f"part{i}" for i in range(len(fractions))]
+            )
             fractions = dict(zip(names, fractions))
         fr = np.array(list(fractions.values()), dtype=float)
         if (fr < 0).any() or fr.sum() <= 0:

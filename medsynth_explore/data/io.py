@@ -118,7 +118,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"cannot read CSV {str(path)!r}: {exc}") from exc
 
 
-def read_folder(path: Any, csv: str = "metadata.csv", channels: int | None = None, filename_column: str | None = None) -> ImageSet:
+def read_folder(
+    path: Any, csv: str = "metadata.csv", channels: int | None = None, filename_column: str | None = None
+) -> ImageSet:
     """Read a folder of images listed in a metadata CSV.
 
     The CSV needs a filename column (``filename``, ``file``, ``path``,
@@ -182,7 +184,9 @@ def read_folder(path: Any, csv: str = "metadata.csv", channels: int | None = Non
         prov.pop("content_hash", None)
     prov.setdefault("source", "folder")
     prov["path"] = str(path)
-    meta = meta.drop(columns=["filename"] if col != "filename" and "filename" in meta.columns else []).rename(columns={col: "filename"})
+    meta = meta.drop(columns=["filename"] if col != "filename" and "filename" in meta.columns else []).rename(
+        columns={col: "filename"}
+    )
     meta["filename"] = meta["filename"].astype(str)
     return ImageSet(out, meta, prov)
 
@@ -255,14 +259,20 @@ def read_medmnist(path: Any, split: str | Sequence[str] | None = None, label_nam
             scale = 255.0 if x.dtype == np.uint8 else (65535.0 if x.dtype == np.uint16 else 1.0)
             images.append(x.astype(np.float32) / scale)
             y = y.reshape(len(y), -1)
-            names = list(label_names) if label_names else (["label"] if y.shape[1] == 1 else [f"label_{j}" for j in range(y.shape[1])])
+            names = (
+                list(label_names)
+                if label_names
+                else (["label"] if y.shape[1] == 1 else [f"label_{j}" for j in range(y.shape[1])])
+            )
             if len(names) != y.shape[1]:
                 raise DataError(f"label_names has {len(names)} names but the labels have {y.shape[1]} columns.")
             f = pd.DataFrame(y, columns=names)
             f.insert(0, "split", s)
             f.insert(1, "index", np.arange(len(y)))
             frames.append(f)
-    return ImageSet(np.concatenate(images), pd.concat(frames, ignore_index=True), {"source": "medmnist", "path": str(path), "splits": wanted})
+    return ImageSet(
+        np.concatenate(images), pd.concat(frames, ignore_index=True), {"source": "medmnist", "path": str(path), "splits": wanted}
+    )
 
 
 # --------------------------------------------------------------------------- DICOM

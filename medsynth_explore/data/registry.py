@@ -140,8 +140,7 @@ def register_dataset(
             owner = _ENTRIES.get(_NAMES.get(n, ""))
             if owner is not None and not replace and owner.target != entry.target:
                 raise DataError(
-                    f"data set name {n!r} is taken by {owner.name!r} ({owner.target}); "
-                    "choose another name or pass replace=True."
+                    f"data set name {n!r} is taken by {owner.name!r} ({owner.target}); choose another name or pass replace=True."
                 )
         if canonical in _ENTRIES:  # registered again: its old aliases go, the new ones come
             _drop(canonical)

@@ -132,7 +132,11 @@ class FeatureCache:
 
     def clear(self, encoder_id: Optional[str] = None) -> int:
         """Delete cached shards (of one encoder or all); returns the number of files removed."""
-        dirs = [self._dir(encoder_id)] if encoder_id else ([p for p in self.directory.iterdir() if p.is_dir()] if self.directory.is_dir() else [])
+        dirs = (
+            [self._dir(encoder_id)]
+            if encoder_id
+            else ([p for p in self.directory.iterdir() if p.is_dir()] if self.directory.is_dir() else [])
+        )
         n = 0
         for d in dirs:
             for p in d.glob("shard-*.npz"):
@@ -179,7 +183,11 @@ def encode_cached(
     keys = image_keys(arr)
     feats, found = cache.get(encoder.id, keys)
     if feats is not None and feats.shape[1] != encoder.dim:
-        warnings.warn(f"cached features for {encoder.id} have {feats.shape[1]} dims, expected {encoder.dim}; recomputing.", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"cached features for {encoder.id} have {feats.shape[1]} dims, expected {encoder.dim}; recomputing.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         feats, found = None, np.zeros(len(keys), bool)
     if feats is None:
         feats = np.zeros((len(keys), encoder.dim), np.float32)

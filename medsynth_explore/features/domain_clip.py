@@ -119,8 +119,18 @@ def tiny_config() -> CLIPConfig:
     >>> tiny_config().embed_dim
     16
     """
-    return CLIPConfig(embed_dim=16, image_size=32, patch_size=8, vision_width=32, vision_layers=1,
-                      vision_head_width=16, context_length=32, text_width=32, text_heads=2, text_layers=1)
+    return CLIPConfig(
+        embed_dim=16,
+        image_size=32,
+        patch_size=8,
+        vision_width=32,
+        vision_layers=1,
+        vision_head_width=16,
+        context_length=32,
+        text_width=32,
+        text_heads=2,
+        text_layers=1,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,8 +403,12 @@ class DomainCLIP:
         card = dict(card or self.card)
         card.setdefault("name", "phantomcxr-clip")
         card["family"] = "clip"
-        card["architecture"] = {"type": "open_clip.CLIP", **asdict(self.config),
-                                "vocab_size": self.tokenizer.vocab_size, "tokenizer": "open_clip SimpleTokenizer BPE mapped to a compact vocabulary"}
+        card["architecture"] = {
+            "type": "open_clip.CLIP",
+            **asdict(self.config),
+            "vocab_size": self.tokenizer.vocab_size,
+            "tokenizer": "open_clip SimpleTokenizer BPE mapped to a compact vocabulary",
+        }
         self.card = card
         return save_checkpoint(path, self.state_tensors(), card)
 
@@ -411,8 +425,13 @@ class DomainCLIP:
             raise CheckpointError(f"this is not a domain-CLIP checkpoint (missing {exc}); train one with train_clip().") from exc
         tok = ReportTokenizer(bpe_ids, cfg.context_length)
         model = _build_open_clip(cfg, tok.vocab_size)
-        state = {k[len("model."):]: torch.as_tensor(np.asarray(v)).float() if np.asarray(v).dtype.kind == "f" else torch.as_tensor(np.asarray(v))
-                 for k, v in tensors.items() if k.startswith("model.")}
+        state = {
+            k[len("model.") :]: torch.as_tensor(np.asarray(v)).float()
+            if np.asarray(v).dtype.kind == "f"
+            else torch.as_tensor(np.asarray(v))
+            for k, v in tensors.items()
+            if k.startswith("model.")
+        }
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise CheckpointError(
@@ -513,8 +532,13 @@ class DomainCLIPEncoder(Encoder):
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
 
-    def __init__(self, path: str | Path | None = None, checkpoint: str | Path | None = None,
-                 clip: DomainCLIP | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        checkpoint: str | Path | None = None,
+        clip: DomainCLIP | None = None,
+        device: str = "cpu",
+    ):
         if clip is None:
             clip = load_domain_clip(path if path is not None else checkpoint)
         self.clip = clip
@@ -744,7 +768,9 @@ def train_clip(
             same_lab = (lab_code[idx][:, None] == lab_code[idx][None, :]).float()
             same = torch.maximum(same, label_weight * same_lab)
         target = same / same.sum(1, keepdim=True)
-        loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean() + torch.sum(-target * logits.T.log_softmax(1), 1).mean())
+        loss = 0.5 * (
+            torch.sum(-target * logits.log_softmax(1), 1).mean() + torch.sum(-target * logits.T.log_softmax(1), 1).mean()
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -753,8 +779,9 @@ def train_clip(
             model.logit_scale.clamp_(0, math.log(100))
         return float(loss.detach())
 
-    history = loop.run_epochs(epochs, lambda epoch: epoch_batches(n, bs, gen), step,
-                              lambda epoch, m: (round(m["loss"], 4), f"loss {m['loss']:.4f}"))
+    history = loop.run_epochs(
+        epochs, lambda epoch: epoch_batches(n, bs, gen), step, lambda epoch, m: (round(m["loss"], 4), f"loss {m['loss']:.4f}")
+    )
     record = run_record(loop, int(seed))
     model.eval()
     # round-trip through fp16, as stored, before measuring
@@ -769,30 +796,52 @@ def train_clip(
     card = new_card(
         name,
         "clip",
-        {"type": "open_clip.CLIP", **asdict(config), "vocab_size": clip.tokenizer.vocab_size,
-         "tokenizer": "open_clip SimpleTokenizer BPE mapped to a compact vocabulary"},
+        {
+            "type": "open_clip.CLIP",
+            **asdict(config),
+            "vocab_size": clip.tokenizer.vocab_size,
+            "tokenizer": "open_clip SimpleTokenizer BPE mapped to a compact vocabulary",
+        },
         description=(
             "Small CLIP (open_clip ViT image tower, causal text transformer) trained contrastively on "
             "image-report pairs; image features serve as the default metric encoder and text features "
             "condition the diffusion model."
         ),
         training_data={
-            "dataset": prov.get("source", "unknown"), "version": prov.get("version"), "seed": prov.get("seed"),
-            "content_hash": prov.get("content_hash"), "size": int(len(data)), "train_size": int(len(train)),
-            "val_size": int(len(val)) if val is not None else 0, "counts": counts,
+            "dataset": prov.get("source", "unknown"),
+            "version": prov.get("version"),
+            "seed": prov.get("seed"),
+            "content_hash": prov.get("content_hash"),
+            "size": int(len(data)),
+            "train_size": int(len(train)),
+            "val_size": int(len(val)) if val is not None else 0,
+            "counts": counts,
         },
         training={
-            "epochs": loop.epochs, "epochs_planned": int(epochs), "steps": loop.step, "batch_size": int(bs), "lr": float(lr),
+            "epochs": loop.epochs,
+            "epochs_planned": int(epochs),
+            "steps": loop.step,
+            "batch_size": int(bs),
+            "lr": float(lr),
             "optimizer": "AdamW(0.9, 0.98), wd 0.1",
-            "schedule": "linear warm-up 5% then cosine", "augmentation": "shift <= 2 px, gain +-10%, bias +-0.05",
-            "loss": "symmetric InfoNCE with soft targets: identical reports, and reports of the same findings with weight label_weight",
-            "label_columns": label_cols, "label_weight": float(label_weight), **record, "loss_history": history,
+            "schedule": "linear warm-up 5% then cosine",
+            "augmentation": "shift <= 2 px, gain +-10%, bias +-0.05",
+            "loss": (
+                "symmetric InfoNCE with soft targets: identical reports, and reports of the same findings "
+                "with weight label_weight"
+            ),
+            "label_columns": label_cols,
+            "label_weight": float(label_weight),
+            **record,
+            "loss_history": history,
         },
         sampler_defaults={},
         capabilities=["image_features", "text_features"],
-        intended_use="Feature encoder and text encoder for PhantomCXR-like 64x64 chest radiographs; teaching and method development.",
+        intended_use="Feature encoder and text encoder for PhantomCXR-like 64x64 chest radiographs; teaching and method "
+        "development.",
         limitations=[
-            "Trained only on simulated PhantomCXR images and their template reports; features of real radiographs are not validated.",
+            "Trained only on simulated PhantomCXR images and their template reports; features of real radiographs are "
+            "not validated.",
             "Vocabulary limited to BPE tokens seen in the training reports; other words map to one unknown token.",
             f"Prompts longer than {config.context_length} tokens are refused (or clamped with truncate=True).",
         ],
@@ -815,8 +864,10 @@ def _clip_training_tensors(clip: DomainCLIP, train, label_columns, label_weight:
         warnings.simplefilter("always")
         ids_all = clip.tokenizer(tr_reports, truncate=True)
     if caught:
-        warnings.warn(f"{len(caught)} training reports are longer than the context length "
-                      f"{clip.config.context_length} and were clamped.", stacklevel=3)
+        warnings.warn(
+            f"{len(caught)} training reports are longer than the context length {clip.config.context_length} and were clamped.",
+            stacklevel=3,
+        )
     _, rep_code = np.unique(np.asarray(tr_reports, dtype=object).astype(str), return_inverse=True)
     label_cols = [c for c in (label_columns if label_columns is not None else FINDING_PROMPTS) if c in train.metadata.columns]
     lab_code = None
@@ -834,7 +885,9 @@ def _clip_optimizer(model, lr: float, total: int) -> tuple:
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "embedding" in pname or "logit_scale" in pname else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98)
+    )
     warm = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))

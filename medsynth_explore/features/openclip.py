@@ -112,8 +112,9 @@ class OpenCLIPEncoder(Encoder):
                     model = open_clip.create_model(model_name, cache_dir=cache_dir, device=device)
                 else:
                     arg = str(Path(str(pretrained)).expanduser()) if local else str(pretrained)
-                    model = open_clip.create_model(model_name, pretrained=arg, cache_dir=cache_dir, device=device,
-                                                   require_pretrained=True)
+                    model = open_clip.create_model(
+                        model_name, pretrained=arg, cache_dir=cache_dir, device=device, require_pretrained=True
+                    )
         except (RuntimeError, KeyError) as exc:
             if local:
                 raise FeatureError(f"{pretrained} does not hold {model_name} weights: {str(exc)[:300]}") from exc

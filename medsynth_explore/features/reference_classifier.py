@@ -34,7 +34,6 @@ TARGETS = tuple(f"p_{f}" for f in FINDINGS) + ("p_female", "age")
 AGE_RANGE = (18.0, 90.0)
 
 
-
 def _network(width: int = 16):
     import torch
     import torch.nn as nn
@@ -46,8 +45,14 @@ def _network(width: int = 16):
         # max pooling beside average pooling: a small lesion anywhere in the image counts
         def __init__(self) -> None:
             super().__init__()
-            self.body = nn.Sequential(*block(1, width), *block(width, 2 * width), *block(2 * width, 3 * width),
-                                      nn.Conv2d(3 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(inplace=True))
+            self.body = nn.Sequential(
+                *block(1, width),
+                *block(width, 2 * width),
+                *block(2 * width, 3 * width),
+                nn.Conv2d(3 * width, 4 * width, 3, padding=1),
+                nn.BatchNorm2d(4 * width),
+                nn.ReLU(inplace=True),
+            )
             self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(8 * width, len(FINDINGS) + 2))
 
         def forward(self, x):
@@ -170,7 +175,11 @@ def _targets(meta: pd.DataFrame) -> np.ndarray:
         raise DataError(f"training the reference classifier needs metadata columns {missing}.")
     lo, hi = AGE_RANGE
     return np.column_stack(
-        [meta[list(FINDINGS)].to_numpy(float), (meta["sex"] == "F").to_numpy(float), (meta["age"].to_numpy(float) - lo) / (hi - lo)]
+        [
+            meta[list(FINDINGS)].to_numpy(float),
+            (meta["sex"] == "F").to_numpy(float),
+            (meta["age"].to_numpy(float) - lo) / (hi - lo),
+        ]
     ).astype(np.float32)
 
 
@@ -271,8 +280,12 @@ def train_reference_classifier(
         return float(loss.detach())
 
     net.train()
-    loop.run_epochs(epochs, lambda epoch: epoch_batches(len(xt), batch_size, g, drop_last=False), step,
-                    lambda epoch, m: (round(m["loss"], 4), f"loss {m['loss']:.4f}"))
+    loop.run_epochs(
+        epochs,
+        lambda epoch: epoch_batches(len(xt), batch_size, g, drop_last=False),
+        step,
+        lambda epoch, m: (round(m["loss"], 4), f"loss {m['loss']:.4f}"),
+    )
     seconds = loop.elapsed()
     net.eval()
     card = new_card(
@@ -280,10 +293,18 @@ def train_reference_classifier(
         "classifier",
         {"image_size": image_size, "width": width, "outputs": list(TARGETS)},
         training_data=_training_data_record(data, tr),
-        training={"epochs": loop.epochs, "epochs_planned": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                  "seconds": duration(seconds), "loss_history": loop.history,
-                  "augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in AUGMENT.items()} if augment else None,
-                  "machine": machine_description(), "threads": torch.get_num_threads()},
+        training={
+            "epochs": loop.epochs,
+            "epochs_planned": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "seconds": duration(seconds),
+            "loss_history": loop.history,
+            "augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in AUGMENT.items()} if augment else None,
+            "machine": machine_description(),
+            "threads": torch.get_num_threads(),
+        },
         metrics=_heldout_metrics(net, xv, yv, seed),
         intended_use="Judging whether generated PhantomCXR-like images show the findings, sex and age they were asked for.",
         limitations=["Trained on simulated radiographs only; not a diagnostic model."],

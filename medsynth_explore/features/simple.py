@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+import numpy as np  # noqa: F401 - the doctests use it
 
 from ..errors import FeatureError
 from .base import Encoder, state_dict_hash
@@ -84,7 +84,9 @@ class RandomCNNEncoder(Encoder):
         from torch import nn
 
         if dim < 1 or size < 16 or width < 1:
-            raise FeatureError(f"RandomCNNEncoder needs dim >= 1, size >= 16, width >= 1; got dim={dim}, size={size}, width={width}.")
+            raise FeatureError(
+                f"RandomCNNEncoder needs dim >= 1, size >= 16, width >= 1; got dim={dim}, size={size}, width={width}."
+            )
         self.seed, self.width = int(seed), int(width)
         self.dim = int(dim)
         self.input_size = (int(size), int(size))
@@ -95,11 +97,16 @@ class RandomCNNEncoder(Encoder):
             torch.manual_seed(self.seed)
             w = self.width
             self.model = nn.Sequential(
-                nn.Conv2d(1, w, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(4 * w, self.dim, 3, stride=2, padding=1), nn.ReLU(),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                nn.Conv2d(1, w, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(4 * w, self.dim, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
             )
             for m in self.model.modules():
                 if isinstance(m, nn.Conv2d):  # He initialisation keeps the activation scale through ReLUs

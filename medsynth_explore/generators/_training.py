@@ -38,12 +38,12 @@ def condition_table(metadata: pd.DataFrame, schema: ConditionSchema) -> pd.DataF
                     continue
                 if "findings" not in metadata:
                     raise DataError(
-                        f"training data has neither a {name!r} column nor a 'findings' column; "
-                        "give one 0/1 column per finding."
+                        f"training data has neither a {name!r} column nor a 'findings' column; give one 0/1 column per finding."
                     )
                 if parsed is None:
                     parsed = [
-                        set(x) if isinstance(x, (list, tuple, set, np.ndarray))
+                        set(x)
+                        if isinstance(x, (list, tuple, set, np.ndarray))
                         else {s.strip() for s in str(x).replace(";", ",").split(",") if s.strip()}
                         for x in metadata["findings"].fillna("")
                     ]
@@ -60,7 +60,9 @@ def training_images(data: Any, image_size: int) -> np.ndarray:
     from ..data.imageset import ImageSet
 
     if not isinstance(data, ImageSet):
-        raise DataError(f"training data must be an ImageSet, got {type(data).__name__}; load it with medsynth_explore.load_dataset.")
+        raise DataError(
+            f"training data must be an ImageSet, got {type(data).__name__}; load it with medsynth_explore.load_dataset."
+        )
     if len(data) < 2:
         raise DataError(f"training needs at least 2 images, got {len(data)}.")
     c, h, w = data.images.shape[1:]
@@ -218,7 +220,12 @@ def check_budget(max_seconds: Any) -> float | None:
     """
     if max_seconds is None:
         return None
-    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float, np.number)) or not np.isfinite(max_seconds) or max_seconds < 0:
+    if (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, (int, float, np.number))
+        or not np.isfinite(max_seconds)
+        or max_seconds < 0
+    ):
         raise DataError(f"max_seconds must be a number of seconds >= 0 (or None for no budget), got {max_seconds!r}.")
     return float(max_seconds)
 
@@ -367,8 +374,15 @@ class TrainingLoop:
     (4, [1.5, 1.5], ['epoch 1/2: loss 1.50, 0 s', 'epoch 2/2: loss 1.50, 0 s'])
     """
 
-    def __init__(self, total: int, callback: Callable[[int, int], Any] | None = None, max_seconds: float | None = None,
-                 log: Callable[[str], Any] | None = None, clock: Callable[[], float] | None = None, what: str = "training") -> None:
+    def __init__(
+        self,
+        total: int,
+        callback: Callable[[int, int], Any] | None = None,
+        max_seconds: float | None = None,
+        log: Callable[[str], Any] | None = None,
+        clock: Callable[[], float] | None = None,
+        what: str = "training",
+    ) -> None:
         import time
 
         self.total = int(total)
@@ -417,7 +431,9 @@ class TrainingLoop:
         if self.log is not None:
             self.log(f"{prefix}{text}, {self.elapsed():.0f} s")
 
-    def run_epochs(self, epochs: int, batches: Callable[[int], Any], step: Callable[[Any], Any], summary: Summary | None = None) -> list:
+    def run_epochs(
+        self, epochs: int, batches: Callable[[int], Any], step: Callable[[Any], Any], summary: Summary | None = None
+    ) -> list:
         """Run up to ``epochs`` passes (fewer when the budget runs out).
 
         Parameters
@@ -494,7 +510,12 @@ def run_record(loop: TrainingLoop, seed: int) -> dict:
     """
     from ..checkpoint import machine_description
 
-    return {"seed": seed, "time_seconds": duration(loop.elapsed()), "machine": machine_description(), "torch_threads": torch_threads()}
+    return {
+        "seed": seed,
+        "time_seconds": duration(loop.elapsed()),
+        "machine": machine_description(),
+        "torch_threads": torch_threads(),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -519,21 +540,38 @@ class ImageTrainingSet:
         return self.epochs * max(1, len(self.images) // self.batch_size)
 
 
-def image_training_set(data: Any, out: Any, epochs: Any, batch_size: Any, schema: ConditionSchema | None, seed: int,
-                       latent_dim: int, width: int) -> ImageTrainingSet:
+def image_training_set(
+    data: Any, out: Any, epochs: Any, batch_size: Any, schema: ConditionSchema | None, seed: int, latent_dim: int, width: int
+) -> ImageTrainingSet:
     """Check a VAE or GAN trainer's arguments, read the training set, and seed torch for the network's initialisation."""
     import torch
 
     epochs, batch_size = check_epochs(epochs, batch_size)
     out = out_path(out)
     schema, images, table, cond = prepare_training(data, schema)
-    arch = {"image_size": int(images.shape[-1]), "channels": 1, "latent_dim": int(latent_dim), "width": int(width), "cond_dim": int(schema.width)}
+    arch = {
+        "image_size": int(images.shape[-1]),
+        "channels": 1,
+        "latent_dim": int(latent_dim),
+        "width": int(width),
+        "cond_dim": int(schema.width),
+    }
     torch.manual_seed(seed)
     return ImageTrainingSet(out, epochs, batch_size, schema, table, cond, torch.from_numpy(images), arch)
 
 
-def image_model_card(name: str, family: str, run: ImageTrainingSet, data: Any, loop: TrainingLoop, seed: int, *,
-                     training: Mapping[str, Any], limitations: list, **fields: Any) -> dict:
+def image_model_card(
+    name: str,
+    family: str,
+    run: ImageTrainingSet,
+    data: Any,
+    loop: TrainingLoop,
+    seed: int,
+    *,
+    training: Mapping[str, Any],
+    limitations: list,
+    **fields: Any,
+) -> dict:
     """The model card of a VAE or GAN run: the fields both write, plus the family's own.
 
     ``training`` holds the family's settings; the epochs, steps, batch size,
@@ -548,12 +586,20 @@ def image_model_card(name: str, family: str, run: ImageTrainingSet, data: Any, l
         run.arch,
         conditions=run.schema.to_dict(),
         training_data=data_provenance(data, run.table, run.schema),
-        training={"epochs": loop.epochs, "epochs_planned": run.epochs, "steps": loop.step, "batch_size": run.batch_size, **training,
-                  **run_record(loop, seed), "history": loop.history[-5:]},
+        training={
+            "epochs": loop.epochs,
+            "epochs_planned": run.epochs,
+            "steps": loop.step,
+            "batch_size": run.batch_size,
+            **training,
+            **run_record(loop, seed),
+            "history": loop.history[-5:],
+        },
         intended_use="Teaching and method development on simulated PhantomCXR radiographs; not for clinical use.",
         limitations=[
             "Trained only on simulated PhantomCXR images; it has never seen a real radiograph.",
-            "Conditions the user leaves out are drawn independently per condition (findings per sex) from the training distribution.",
+            "Conditions the user leaves out are drawn independently per condition (findings per sex) from the training "
+            "distribution.",
             *limitations,
         ],
         **fields,

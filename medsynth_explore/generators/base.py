@@ -219,7 +219,9 @@ class Generator:
         caps = self._card.get("capabilities") or []
         unknown = sorted(set(caps) - set(CAPABILITIES))
         if unknown:
-            raise CapabilityError(f"model card declares unknown capabilities {unknown}; known ones are {', '.join(CAPABILITIES)}.")
+            raise CapabilityError(
+                f"model card declares unknown capabilities {unknown}; known ones are {', '.join(CAPABILITIES)}."
+            )
         if not caps and len(self._schema):
             caps = ["conditions"]
         self._capabilities = frozenset(caps)
@@ -293,7 +295,9 @@ class Generator:
         defaults = self._card.get("sampler_defaults") or {}
         if steps is not None:
             if "steps" not in self.capabilities:
-                raise CapabilityError(f"{self.name} has no sampling steps to set (capabilities: {sorted(self.capabilities)}); leave steps=None.")
+                raise CapabilityError(
+                    f"{self.name} has no sampling steps to set (capabilities: {sorted(self.capabilities)}); leave steps=None."
+                )
             if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
                 raise DataError(f"steps must be a positive integer, got {steps!r}.")
             steps = int(steps)
@@ -301,8 +305,15 @@ class Generator:
             steps = defaults.get("steps") if "steps" in self.capabilities else None
         if guidance is not None:
             if "guidance" not in self.capabilities:
-                raise CapabilityError(f"{self.name} does not support guidance (capabilities: {sorted(self.capabilities)}); leave guidance=None.")
-            if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.number)) or not math.isfinite(guidance) or guidance < 0:
+                raise CapabilityError(
+                    f"{self.name} does not support guidance (capabilities: {sorted(self.capabilities)}); leave guidance=None."
+                )
+            if (
+                isinstance(guidance, bool)
+                or not isinstance(guidance, (int, float, np.number))
+                or not math.isfinite(guidance)
+                or guidance < 0
+            ):
                 raise DataError(f"guidance must be a finite number >= 0, got {guidance!r}.")
             guidance = float(guidance)
         else:
@@ -328,7 +339,9 @@ class Generator:
             self._schema.validate({text.name: prompts})
         return prompts
 
-    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None) -> pd.DataFrame:
+    def _resolve(
+        self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """Per-image condition table: given values, the rest drawn (seeded).
 
         ``context`` is the metadata of the images being inpainted (None when
@@ -346,7 +359,9 @@ class Generator:
             table["prompt"] = ""
         return table
 
-    def _provenance_columns(self, table: pd.DataFrame, seed: int, seeds: np.ndarray, sampler: str, steps: Any, guidance: Any) -> pd.DataFrame:
+    def _provenance_columns(
+        self, table: pd.DataFrame, seed: int, seeds: np.ndarray, sampler: str, steps: Any, guidance: Any
+    ) -> pd.DataFrame:
         meta = table.copy()
         meta["generator"] = self.name
         meta["checkpoint_sha256"] = self.sha256
@@ -363,7 +378,9 @@ class Generator:
         out = np.asarray(out, dtype=np.float32)
         want = (b, *self.image_shape)
         if out.shape != want:
-            raise DataError(f"{type(self).__name__} produced images of shape {out.shape}, expected {want}; the model is misconfigured.")
+            raise DataError(
+                f"{type(self).__name__} produced images of shape {out.shape}, expected {want}; the model is misconfigured."
+            )
         if not np.isfinite(out).all():
             raise DataError(f"{self.name} produced NaN or infinite pixels; the checkpoint may be damaged.")
         return np.clip(out, 0.0, 1.0)
@@ -433,8 +450,18 @@ class Generator:
         """
         return self._run(_check_n(n), conditions, prompt, seed, steps, guidance, batch_size, callback)
 
-    def _run(self, n: int, conditions: Any, prompt: Any, seed: Any, steps: Any, guidance: Any, batch_size: Any,
-             callback: Callable | None, inpainting: tuple | None = None):
+    def _run(
+        self,
+        n: int,
+        conditions: Any,
+        prompt: Any,
+        seed: Any,
+        steps: Any,
+        guidance: Any,
+        batch_size: Any,
+        callback: Callable | None,
+        inpainting: tuple | None = None,
+    ):
         """The one batch loop behind :meth:`sample` and :meth:`inpaint`.
 
         Checks the settings, resolves the per-image condition table, runs
@@ -457,13 +484,25 @@ class Generator:
         check_callback(callback, 0, n, what)
         for a in range(0, n, bs):
             b = min(n, a + bs)
-            args = (table.iloc[a:b].reset_index(drop=True), seeds[a:b], steps, guidance, prompts[a:b] if prompts is not None else None)
+            args = (
+                table.iloc[a:b].reset_index(drop=True),
+                seeds[a:b],
+                steps,
+                guidance,
+                prompts[a:b] if prompts is not None else None,
+            )
             made = self._generate(*args) if inpainting is None else self._inpaint(images[a:b], masks[a:b], *args)
             out[a:b] = self._check_output(made, b - a)
             check_callback(callback, b, n, what)
         meta = self._provenance_columns(table, seed, seeds, sampler, steps, guidance)
-        prov = {"source": f"generator:{self.name}" + ("" if inpainting is None else ":inpaint"), "generator": self.name,
-                "family": self.family, "checkpoint_sha256": self.sha256, "seed": seed, "n": n}
+        prov = {
+            "source": f"generator:{self.name}" + ("" if inpainting is None else ":inpaint"),
+            "generator": self.name,
+            "family": self.family,
+            "checkpoint_sha256": self.sha256,
+            "seed": seed,
+            "n": n,
+        }
         if inpainting is None:
             prov["requested_conditions"] = sorted(self._schema.validate(requested)) if requested is not None else []
             prov["prompt"] = prompt if isinstance(prompt, str) else (None if prompt is None else "per-image")
@@ -480,11 +519,22 @@ class Generator:
         merged.update(self._schema.validate(conditions))
         return merged
 
-    def _generate(self, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None) -> np.ndarray:
+    def _generate(
+        self, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None
+    ) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement _generate.")
 
     # -- inpainting ----------------------------------------------------------------------
-    def _inpaint(self, images: np.ndarray, masks: np.ndarray, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None) -> np.ndarray:
+    def _inpaint(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        cond_table: pd.DataFrame,
+        rng_seed: np.ndarray,
+        steps: Any,
+        guidance: Any,
+        prompts: list | None,
+    ) -> np.ndarray:
         raise CapabilityError(f"{self.name} cannot inpaint.")
 
     def _inpaint_inputs(self, image: Any, mask: Any) -> tuple:
@@ -582,4 +632,6 @@ class Generator:
                 "(e.g. phantomcxr-diffusion or phantomcxr-physics)."
             )
         imgs, masks, meta = self._inpaint_inputs(image, mask)
-        return self._run(len(imgs), conditions, prompt, seed, steps, guidance, batch_size, callback, inpainting=(imgs, masks, meta))
+        return self._run(
+            len(imgs), conditions, prompt, seed, steps, guidance, batch_size, callback, inpainting=(imgs, masks, meta)
+        )

@@ -120,7 +120,7 @@ class ConditionSchema:
     >>> s.validate({"age": 12})
     Traceback (most recent call last):
     ...
-    medsynth_explore.errors.ConditionError: age=12 is outside the range the model was trained on, 18 to 90; choose a value in that range.
+    medsynth_explore.errors.ConditionError: age=12 is outside the range the model was trained on, 18 to 90; ...
     """
 
     conditions: tuple = field(default_factory=tuple)
@@ -331,9 +331,7 @@ class ConditionSchema:
                 out["prompt"] = self._check_text(text, value)
             else:
                 allowed = self.names + self.finding_names
-                raise ConditionError(
-                    f"unknown condition {key!r}; this model accepts {', '.join(allowed) or 'no conditions'}."
-                )
+                raise ConditionError(f"unknown condition {key!r}; this model accepts {', '.join(allowed) or 'no conditions'}.")
         # explicit per-finding keys override the list form
         for key, value in conditions.items():
             if key in finding_of:
@@ -475,7 +473,13 @@ def condition_distribution(metadata: pd.DataFrame, schema: ConditionSchema, bins
     return out
 
 
-def draw_conditions(n: int, schema: ConditionSchema, distribution: Mapping[str, Any], rng: np.random.Generator, given: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def draw_conditions(
+    n: int,
+    schema: ConditionSchema,
+    distribution: Mapping[str, Any],
+    rng: np.random.Generator,
+    given: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     """Build a condition table of ``n`` rows: given values, the rest drawn.
 
     Conditions not in ``given`` are drawn from ``distribution`` (the output of
@@ -565,4 +569,3 @@ def draw_conditions(n: int, schema: ConditionSchema, distribution: Mapping[str, 
         elif c.kind == "categorical":
             df[c.name] = df[c.name].astype(str)
     return df
-

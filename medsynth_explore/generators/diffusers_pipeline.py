@@ -126,7 +126,9 @@ class DiffusersPipelineGenerator(Generator):
 
     default_batch_size = 8
 
-    def __init__(self, pipeline: Any, name: str, source: str, folder: Any = None, default_steps: int = 50, default_guidance: float = 7.5) -> None:
+    def __init__(
+        self, pipeline: Any, name: str, source: str, folder: Any = None, default_steps: int = 50, default_guidance: float = 7.5
+    ) -> None:
         self.pipeline = pipeline
         self._folder = Path(folder) if folder is not None else None
         params = inspect.signature(pipeline.__call__).parameters
@@ -152,13 +154,21 @@ class DiffusersPipelineGenerator(Generator):
                 schema = phantomcxr_schema(text=True)
             except ImportError:  # pragma: no cover - phantom is part of the package
                 schema = None
-        sampler_defaults: dict[str, Any] = {"sampler": type(pipeline.scheduler).__name__ if hasattr(pipeline, "scheduler") else "diffusers", "steps": int(default_steps)}
+        sampler_defaults: dict[str, Any] = {
+            "sampler": type(pipeline.scheduler).__name__ if hasattr(pipeline, "scheduler") else "diffusers",
+            "steps": int(default_steps),
+        }
         if self._has_guidance:
             sampler_defaults["guidance"] = float(default_guidance)
         card = {
             "name": name,
             "family": "diffusion",
-            "architecture": {"pipeline_class": type(pipeline).__name__, "source": str(source), "image_size": int(size), "channels": 1},
+            "architecture": {
+                "pipeline_class": type(pipeline).__name__,
+                "source": str(source),
+                "image_size": int(size),
+                "channels": 1,
+            },
             "description": f"diffusers pipeline {type(pipeline).__name__} loaded from {source}.",
             "conditions": schema.to_dict() if schema is not None else None,
             "capabilities": caps,
@@ -201,7 +211,9 @@ class DiffusersPipelineGenerator(Generator):
             with _quiet():
                 pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True, **kw)
         except (OSError, ValueError, TypeError, KeyError, ImportError, AttributeError) as exc:
-            raise CheckpointError(f"cannot load the diffusers pipeline in {str(folder)!r}: {str(exc).splitlines()[0][:300]}") from exc
+            raise CheckpointError(
+                f"cannot load the diffusers pipeline in {str(folder)!r}: {str(exc).splitlines()[0][:300]}"
+            ) from exc
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe, name=folder.name, source=str(folder), folder=folder, **wrap)
 
@@ -233,7 +245,9 @@ class DiffusersPipelineGenerator(Generator):
         return cls(pipe, name=repo_id, source=repo_id, folder=folder, **wrap)
 
     # -- protocol -------------------------------------------------------------------------
-    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None) -> pd.DataFrame:
+    def _resolve(
+        self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         if not self._text:
             if conditions is not None and len(conditions):
                 raise CapabilityError(f"{self.name} is an unconditional pipeline; call sample(n) without conditions.")
@@ -287,4 +301,3 @@ class DiffusersPipelineGenerator(Generator):
 
         rgb = torch.from_numpy(np.repeat(images, 3, axis=1))
         return self._call(cond_table, rng_seed, steps, guidance, {"image": rgb, "mask_image": torch.from_numpy(masks)})
-

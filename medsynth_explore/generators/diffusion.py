@@ -62,8 +62,17 @@ import pandas as pd
 
 from ..checkpoint.card import machine_description
 from ..errors import CheckpointError, ConditionError, DataError
-from ._training import (ParameterEMA, TrainingLoop, TrainingResult, check_budget, data_provenance, duration, out_path, save_and_reload,
-                        torch_threads)
+from ._training import (
+    ParameterEMA,
+    TrainingLoop,
+    TrainingResult,
+    check_budget,
+    data_provenance,
+    duration,
+    out_path,
+    save_and_reload,
+    torch_threads,
+)
 from .base import Generator, randn_per_image, torch_generators
 from .conditions import ConditionSchema, condition_distribution, encode_conditions
 
@@ -125,8 +134,9 @@ class DiffusionConfig:
 
 
 def _tiny_config() -> DiffusionConfig:
-    return DiffusionConfig(block_out_channels=(16, 32), attention=(False, True), norm_num_groups=8,
-                           attention_head_dim=8, cond_hidden=64)
+    return DiffusionConfig(
+        block_out_channels=(16, 32), attention=(False, True), norm_num_groups=8, attention_head_dim=8, cond_hidden=64
+    )
 
 
 def _groups(schema: ConditionSchema) -> list[tuple[str, int, int]]:
@@ -143,8 +153,8 @@ def _groups(schema: ConditionSchema) -> list[tuple[str, int, int]]:
 
 def _build_net(cfg: DiffusionConfig, cond_width: int, n_groups: int, text_dim: int):
     import torch
-    from torch import nn
     from diffusers import UNet2DModel
+    from torch import nn
 
     class Denoiser(nn.Module):
         """Fold -> UNet2DModel (condition embedding added to the time embedding) -> unfold."""
@@ -184,7 +194,9 @@ def _build_net(cfg: DiffusionConfig, cond_width: int, n_groups: int, text_dim: i
 def _make_sampler(name: str, cfg: DiffusionConfig):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type)
+    common = dict(
+        num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type
+    )
     if name == "dpmsolver++":
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing", **common)
     if name == "ddim":
@@ -233,8 +245,17 @@ class DiffusionGenerator(Generator):
 
     default_batch_size = 32
 
-    def __init__(self, card: Mapping[str, Any], net, clip=None, sha256: str | None = None, path: str | None = None,
-                 device: str = "cpu", sampler: str | None = None, condition_guidance: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        card: Mapping[str, Any],
+        net,
+        clip=None,
+        sha256: str | None = None,
+        path: str | None = None,
+        device: str = "cpu",
+        sampler: str | None = None,
+        condition_guidance: Mapping[str, float] | None = None,
+    ):
         super().__init__(card, sha256=sha256, path=path)
         self.config = DiffusionConfig.from_dict(self.card["architecture"])
         self.net = net.eval().to(device)
@@ -270,8 +291,9 @@ class DiffusionGenerator(Generator):
         out = {}
         for k, v in value.items():
             if k not in groups:
-                raise ConditionError(f"condition_guidance names {k!r}, which is not a condition of {self.name}; "
-                                     f"choose from {', '.join(groups)}.")
+                raise ConditionError(
+                    f"condition_guidance names {k!r}, which is not a condition of {self.name}; choose from {', '.join(groups)}."
+                )
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
                 raise ConditionError(f"condition_guidance[{k!r}] must be a finite number >= 0, got {v!r}.")
             if v:
@@ -328,15 +350,21 @@ class DiffusionGenerator(Generator):
         (1, 64, 64)
         """
         import torch
+
         from ..features.domain_clip import DomainCLIP, tiny_config
         from .conditions import phantomcxr_schema
 
         schema = phantomcxr_schema(text=text, max_tokens=60)
         cfg = _tiny_config()
-        clip = DomainCLIP.from_config(tiny_config(), ["no acute findings", "left pleural effusion", "cardiomegaly"], seed=seed) if text else None
+        clip = (
+            DomainCLIP.from_config(tiny_config(), ["no acute findings", "left pleural effusion", "cardiomegaly"], seed=seed)
+            if text
+            else None
+        )
         # a made-up, uniform condition distribution so that left-out conditions can be drawn
-        toy = pd.DataFrame({"age": np.linspace(20, 85, 8), "sex": ["F", "M"] * 4,
-                            **{f: [0, 1] * 4 for f in schema.finding_names}})
+        toy = pd.DataFrame(
+            {"age": np.linspace(20, 85, 8), "sex": ["F", "M"] * 4, **{f: [0, 1] * 4 for f in schema.finding_names}}
+        )
         data = {"dataset": "none (random weights)", "condition_distribution": condition_distribution(toy, schema)}
         card = _make_card("tiny-diffusion", cfg, schema, clip, data, {}, {"sampler": "dpmsolver++", "steps": 4, "guidance": 2.0})
         with torch.random.fork_rng(devices=[]):
@@ -347,7 +375,9 @@ class DiffusionGenerator(Generator):
         return cls(card, net, clip)
 
     # -- conditions -----------------------------------------------------------------------
-    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None) -> pd.DataFrame:
+    def _resolve(
+        self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         table = super()._resolve(n, conditions, prompts, seed, context=context)
         keys = set(self.conditions.validate(conditions)) if conditions is not None else set()
         given = set()
@@ -428,11 +458,13 @@ class DiffusionGenerator(Generator):
             outs = self.net(torch.cat([x] * k), torch.cat([tt] * k), torch.cat(variants)).chunk(k)
         c = outs[0]
         out = c if g == 1.0 else outs[1] + g * (c - outs[1])
-        for gk, o in zip(scales, outs[k - len(scales):]):
+        for gk, o in zip(scales, outs[k - len(scales) :]):
             out = out + gk * (c - o)
         return out
 
-    def _generate(self, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None) -> np.ndarray:
+    def _generate(
+        self, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None
+    ) -> np.ndarray:
         steps = int(steps or 20)
         cond = self._cond_inputs(cond_table)
         sched = _make_sampler(self.sampler_name, self.config)
@@ -451,15 +483,25 @@ class DiffusionGenerator(Generator):
         a = alphas_cumprod[int(t)]
         return a.sqrt() * out + (1 - a).sqrt() * x  # v-prediction -> noise
 
-    def _inpaint(self, images: np.ndarray, masks: np.ndarray, cond_table: pd.DataFrame, rng_seed: np.ndarray,
-                 steps: Any, guidance: Any, prompts: list | None) -> np.ndarray:
+    def _inpaint(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray,
+        cond_table: pd.DataFrame,
+        rng_seed: np.ndarray,
+        steps: Any,
+        guidance: Any,
+        prompts: list | None,
+    ) -> np.ndarray:
         """RePaint with ``inpaint_steps`` (or ``steps``) and resampling jumps; mask 1 = regenerate."""
         import torch
         from diffusers import RePaintScheduler
 
         steps = int(steps or self.inpaint_steps)
         cfg = self.config
-        sched = RePaintScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, eta=1.0, clip_sample=True)
+        sched = RePaintScheduler(
+            num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, eta=1.0, clip_sample=True
+        )
         jl = max(1, min(self.jump_length, steps - 1))
         sched.set_timesteps(steps, jump_length=jl, jump_n_sample=self.jump_n_sample)
         cond = self._cond_inputs(cond_table)
@@ -484,8 +526,10 @@ class DiffusionGenerator(Generator):
     # -- persistence ------------------------------------------------------------------------
     def state_tensors(self) -> dict:
         """Flat tensors for a checkpoint: ``net.*`` (fp16) and ``clip.*`` (the text encoder)."""
-        out = {f"net.{k}": v.detach().cpu().half().contiguous() if v.is_floating_point() else v.detach().cpu()
-               for k, v in self.net.state_dict().items()}
+        out = {
+            f"net.{k}": v.detach().cpu().half().contiguous() if v.is_floating_point() else v.detach().cpu()
+            for k, v in self.net.state_dict().items()
+        }
         if self.clip is not None:
             out.update({f"clip.{k}": v for k, v in self.clip.state_tensors().items()})
         return out
@@ -514,8 +558,15 @@ def _make_card(name, cfg, schema, clip, training_data, training, sampler_default
     # no extra guidance per condition by default: the shipped recipe follows age without it, and age
     # guidance costs diversity (benchmarks/bench_fidelity.py --age-guidance 0,1.5,3); 14 DPM-Solver++
     # steps score as 20 did
-    defaults = {"sampler": "dpmsolver++", "steps": 14, "guidance": 2.0, "condition_guidance": {},
-                "inpaint_steps": 25, "jump_length": 5, "jump_n_sample": 2}
+    defaults = {
+        "sampler": "dpmsolver++",
+        "steps": 14,
+        "guidance": 2.0,
+        "condition_guidance": {},
+        "inpaint_steps": 25,
+        "jump_length": 5,
+        "jump_n_sample": 2,
+    }
     defaults.update(sampler_defaults or {})
     return new_card(
         name,
@@ -528,8 +579,10 @@ def _make_card(name, cfg, schema, clip, training_data, training, sampler_default
         training=training,
         sampler_defaults=defaults,
         capabilities=caps,
-        intended_use="Exploring conditional generation, fidelity, fairness and privacy metrics on simulated PhantomCXR radiographs; teaching.",
-        limitations=limitations or [
+        intended_use="Exploring conditional generation, fidelity, fairness and privacy metrics on simulated PhantomCXR "
+        "radiographs; teaching.",
+        limitations=limitations
+        or [
             "Trained only on simulated PhantomCXR images; it does not produce realistic clinical radiographs.",
             "Small network trained on a CPU: fine texture is smoothed and rare finding combinations are weak.",
             "Prompts are understood only through words present in the PhantomCXR reports.",
@@ -553,8 +606,11 @@ def _budget_seconds(max_seconds: float | None, max_minutes: Any) -> float | None
     """``max_seconds``, or the deprecated ``max_minutes`` converted to seconds."""
     if max_minutes is _NOT_GIVEN:
         return check_budget(max_seconds)
-    warnings.warn("train_diffusion(max_minutes=...) is deprecated; pass max_seconds (the budget in seconds) instead.",
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        "train_diffusion(max_minutes=...) is deprecated; pass max_seconds (the budget in seconds) instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     if max_seconds != DEFAULT_TRAINING_SECONDS:
         raise DataError(f"give the time budget once: max_seconds={max_seconds!r} or max_minutes={max_minutes!r}, not both.")
     return None if max_minutes is None else check_budget(60.0 * check_budget(max_minutes))
@@ -584,13 +640,17 @@ def _training_tensors(data, cfg: DiffusionConfig, clip, pixel_weights):
     if x.shape[1] != cfg.channels:
         x = x.mean(1, keepdim=True)
     if x.shape[-1] != cfg.image_size or x.shape[-2] != cfg.image_size:
-        x = torch.nn.functional.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False
+        )
     x = x * 2 - 1
     wmap = None
     if pixel_weights is not None:
         wmap = torch.as_tensor(np.asarray(pixel_weights, dtype=np.float32))
         if wmap.shape != (len(x), 1, cfg.image_size, cfg.image_size):
-            raise DataError(f"pixel_weights must have shape {(len(x), 1, cfg.image_size, cfg.image_size)}; got {tuple(wmap.shape)}.")
+            raise DataError(
+                f"pixel_weights must have shape {(len(x), 1, cfg.image_size, cfg.image_size)}; got {tuple(wmap.shape)}."
+            )
         if not torch.isfinite(wmap).all() or (wmap < 0).any() or (wmap.flatten(1).sum(1) <= 0).any():
             raise DataError("pixel_weights must be finite, non-negative and not all zero for any image.")
     vec = encode_conditions(meta, schema)
@@ -735,9 +795,13 @@ def train_diffusion(
         try:
             net.load_state_dict(init_from.net.state_dict())
         except RuntimeError as exc:
-            raise CheckpointError(f"cannot continue from {init_from.name}: its network does not match this configuration ({exc}).") from exc
+            raise CheckpointError(
+                f"cannot continue from {init_from.name}: its network does not match this configuration ({exc})."
+            ) from exc
     ema = ParameterEMA(net, ema_decay, formula="mul_add", buffers_each_update=False)
-    sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type)
+    sched = DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     warm = 100 if init_from is None else 20
     n = len(x)
@@ -784,13 +848,24 @@ def train_diffusion(
     for p in ema.model.parameters():  # round-trip through fp16, as stored
         p.data = p.data.half().float()
     training = {
-        "steps": int(loop.step), "max_steps": int(steps), "max_seconds": budget, "max_minutes": None if budget is None else budget / 60,
-        "batch_size": int(bs), "lr": float(lr),
-        "optimizer": "AdamW, grad-norm clip 1.0, 100-step warm-up (20 when continuing) then cosine to 0.1 lr", "ema_decay": float(ema_decay),
-        "p_uncond": p_uncond, "p_drop_group": p_drop_group, "p_text": p_text, "seed": int(seed),
+        "steps": int(loop.step),
+        "max_steps": int(steps),
+        "max_seconds": budget,
+        "max_minutes": None if budget is None else budget / 60,
+        "batch_size": int(bs),
+        "lr": float(lr),
+        "optimizer": "AdamW, grad-norm clip 1.0, 100-step warm-up (20 when continuing) then cosine to 0.1 lr",
+        "ema_decay": float(ema_decay),
+        "p_uncond": p_uncond,
+        "p_drop_group": p_drop_group,
+        "p_text": p_text,
+        "seed": int(seed),
         "pixel_weights": None if wmap is None else {"mean": round(float(wmap.mean()), 4), "max": round(float(wmap.max()), 2)},
-        "epochs": round(loop.step * bs / n, 2), "time_seconds": duration(loop.elapsed()), "machine": machine_description(),
-        "torch_threads": torch_threads(), "loss_history": history,
+        "epochs": round(loop.step * bs / n, 2),
+        "time_seconds": duration(loop.elapsed()),
+        "machine": machine_description(),
+        "torch_threads": torch_threads(),
+        "loss_history": history,
     }
     _add_previous_stages(training, init_from)
     card = _make_card(name, cfg, schema, clip, data_provenance(data, meta, schema), training, {})

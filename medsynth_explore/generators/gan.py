@@ -19,8 +19,16 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
-from ._training import (ParameterEMA, TrainingLoop, TrainingResult, duration, epoch_batches, image_model_card, image_training_set,
-                        save_and_reload)
+from ._training import (
+    ParameterEMA,
+    TrainingLoop,
+    TrainingResult,
+    duration,
+    epoch_batches,
+    image_model_card,
+    image_training_set,
+    save_and_reload,
+)
 from .base import Generator, network_from_card, randn_per_image
 from .conditions import ConditionSchema, encode_conditions
 
@@ -152,7 +160,15 @@ class GANGenerator(Generator):
 
     default_batch_size = 64
 
-    def __init__(self, card: Mapping[str, Any], tensors: Mapping[str, Any], sha256: str | None = None, path: str | None = None, truncation: float | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        card: Mapping[str, Any],
+        tensors: Mapping[str, Any],
+        sha256: str | None = None,
+        path: str | None = None,
+        truncation: float | None = None,
+        device: str = "cpu",
+    ) -> None:
         super().__init__(card, sha256=sha256, path=path)
         import torch
 
@@ -274,7 +290,9 @@ def train_gan(
     run = image_training_set(data, out, epochs, batch_size, schema, seed, latent_dim, width)
     x_all, cond = run.images, run.cond
     G = build_gan_generator(**run.arch)
-    D = build_gan_discriminator(image_size=run.arch["image_size"], channels=1, width=int(d_width or width), cond_dim=int(run.schema.width))
+    D = build_gan_discriminator(
+        image_size=run.arch["image_size"], channels=1, width=int(d_width or width), cond_dim=int(run.schema.width)
+    )
     init_sha = init_card = None
     if init_from is not None:
         state, init_sha, init_card = _init_generator(init_from, run.arch)
@@ -315,12 +333,24 @@ def train_gan(
     history = loop.run_epochs(run.epochs, lambda epoch: epoch_batches(len(x_all), run.batch_size, gen), step, summary)
     _recompute_batch_norm(G_ema.model, cond, latent_dim, run.batch_size, gen)
     card = image_model_card(
-        name, "gan", run, data, loop, seed,
-        description="Conditional DCGAN-style GAN (conditional batch norm generator, projection discriminator, hinge loss) for 64x64 single-channel chest radiographs.",
+        name,
+        "gan",
+        run,
+        data,
+        loop,
+        seed,
+        description="Conditional DCGAN-style GAN (conditional batch norm generator, projection discriminator, hinge "
+        "loss) for 64x64 single-channel chest radiographs.",
         capabilities=["conditions"] if len(run.schema) else [],
-        training={"optimizer": "Adam(betas=(0, 0.9))", "lr_generator": lr_g, "lr_discriminator": lr_d,
-                  "loss": f"hinge, plus real images with shuffled conditions as negatives (weight {mismatch_weight})",
-                  "initialised_from": init_sha, "ema_decay": ema, "discriminator_width": int(d_width or width)},
+        training={
+            "optimizer": "Adam(betas=(0, 0.9))",
+            "lr_generator": lr_g,
+            "lr_discriminator": lr_d,
+            "loss": f"hinge, plus real images with shuffled conditions as negatives (weight {mismatch_weight})",
+            "initialised_from": init_sha,
+            "ema_decay": ema,
+            "discriminator_width": int(d_width or width),
+        },
         sampler_defaults={"sampler": "gan", "truncation": 1.0},
         limitations=[
             "A small GAN trained briefly on a CPU: expect artefacts, some mode collapse and weak rare findings.",

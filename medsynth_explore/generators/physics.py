@@ -76,8 +76,16 @@ class PhysicsGenerator(Generator):
         card = {
             "name": "phantomcxr-physics",
             "family": "physics",
-            "architecture": {"image_size": int(size), "channels": 1, "simulator": "PhantomCXR", "simulator_version": phantom.__version__},
-            "description": "The PhantomCXR physics-informed simulator: analytic X-ray line integrals through simple 3-D anatomy, Beer-Lambert attenuation, quantum noise and site-specific detectors.",
+            "architecture": {
+                "image_size": int(size),
+                "channels": 1,
+                "simulator": "PhantomCXR",
+                "simulator_version": phantom.__version__,
+            },
+            "description": (
+                "The PhantomCXR physics-informed simulator: analytic X-ray line integrals through simple 3-D anatomy, "
+                "Beer-Lambert attenuation, quantum noise and site-specific detectors."
+            ),
             "conditions": schema.to_dict(),
             "capabilities": ["conditions", "inpaint"],
             "training_data": {
@@ -108,7 +116,9 @@ class PhysicsGenerator(Generator):
         """The population patients are drawn from."""
         return self._population
 
-    def _resolve(self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None) -> pd.DataFrame:
+    def _resolve(
+        self, n: int, conditions: Any, prompts: list | None, seed: int, context: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         from .. import phantom
 
         if prompts is not None:  # pragma: no cover - guarded by the capability check
@@ -146,7 +156,9 @@ class PhysicsGenerator(Generator):
     def _inpaint(self, images, masks, cond_table, rng_seed, steps, guidance, prompts):
         return self._generate(cond_table, rng_seed, steps, guidance, prompts)
 
-    def inpaint(self, image, mask, conditions=None, prompt=None, seed=None, steps=None, guidance=None, batch_size=None, callback=None):
+    def inpaint(
+        self, image, mask, conditions=None, prompt=None, seed=None, steps=None, guidance=None, batch_size=None, callback=None
+    ):
         """Re-render the masked region under new conditions; see the module notes.
 
         Parameters are those of :meth:`Generator.inpaint`. Conditions not
@@ -162,7 +174,17 @@ class PhysicsGenerator(Generator):
         >>> int(out.metadata["effusion"][0]), int(out.metadata["anatomy_seed"][0]) == int(img.metadata["anatomy_seed"][0])
         (1, True)
         """
-        return super().inpaint(image, mask, conditions=conditions, prompt=prompt, seed=seed, steps=steps, guidance=guidance, batch_size=batch_size, callback=callback)
+        return super().inpaint(
+            image,
+            mask,
+            conditions=conditions,
+            prompt=prompt,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            batch_size=batch_size,
+            callback=callback,
+        )
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Any, **kw: Any) -> "PhysicsGenerator":
@@ -173,4 +195,3 @@ class PhysicsGenerator(Generator):
         if pop is not None:
             kw.setdefault("population", pop)
         return cls(**kw)
-

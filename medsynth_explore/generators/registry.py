@@ -20,7 +20,11 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 #: Built-in generator names -> (family, checkpoint file name or None, what it is).
 BUILTIN_GENERATORS: dict[str, tuple] = {
-    "phantomcxr-diffusion": ("diffusion", "phantomcxr-diffusion.safetensors", "conditional latent-free diffusion model trained on PhantomCXR"),
+    "phantomcxr-diffusion": (
+        "diffusion",
+        "phantomcxr-diffusion.safetensors",
+        "conditional latent-free diffusion model trained on PhantomCXR",
+    ),
     "phantomcxr-vae": ("vae", "phantomcxr-vae.safetensors", "conditional VAE trained on PhantomCXR"),
     "phantomcxr-gan": ("gan", "phantomcxr-gan.safetensors", "conditional GAN trained on PhantomCXR"),
     "phantomcxr-physics": ("physics", None, "the PhantomCXR physics simulator itself (no weights)"),
@@ -175,7 +179,11 @@ def load_generator(name_or_path: Any, allow_pickle: bool = False, **kw: Any):
         raise CheckpointError(f"{key!r} is a folder without model_index.json, so it is not a diffusers pipeline.{hint}")
     if path.is_file():
         return _load_file(path, allow_pickle, **kw)
-    looks_like_path = key.endswith((".safetensors", ".pt", ".pth", ".ckpt", ".bin")) or key.startswith((".", "/", "~")) or os.sep in key.replace("/", "", 1)
+    looks_like_path = (
+        key.endswith((".safetensors", ".pt", ".pth", ".ckpt", ".bin"))
+        or key.startswith((".", "/", "~"))
+        or os.sep in key.replace("/", "", 1)
+    )
     if _HUB_ID.match(key) and not looks_like_path:
         from .diffusers_pipeline import DiffusersPipelineGenerator
 

@@ -150,7 +150,15 @@ class VAEGenerator(Generator):
 
     default_batch_size = 64
 
-    def __init__(self, card: Mapping[str, Any], tensors: Mapping[str, Any], sha256: str | None = None, path: str | None = None, temperature: float | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        card: Mapping[str, Any],
+        tensors: Mapping[str, Any],
+        sha256: str | None = None,
+        path: str | None = None,
+        temperature: float | None = None,
+        device: str = "cpu",
+    ) -> None:
         super().__init__(card, sha256=sha256, path=path)
         import torch
 
@@ -303,21 +311,36 @@ def train_vae(
 
     def summary(epoch, m):
         rmse = float(np.sqrt(m["rec"] * 2 * sigma**2 / (image_size * image_size)))
-        return {"epoch": epoch, "recon_rmse": round(rmse, 5), "kl": round(m["kl"], 3)}, f"recon RMSE {rmse:.4f}, KL {m['kl']:.2f} nats"
+        return {
+            "epoch": epoch,
+            "recon_rmse": round(rmse, 5),
+            "kl": round(m["kl"], 3),
+        }, f"recon RMSE {rmse:.4f}, KL {m['kl']:.2f} nats"
 
     net.train()
     history = loop.run_epochs(run.epochs, lambda epoch: epoch_batches(len(x_all), run.batch_size, gen), step, summary)
     net.eval()
     card = image_model_card(
-        name, "vae", run, data, loop, seed,
+        name,
+        "vae",
+        run,
+        data,
+        loop,
+        seed,
         description="Conditional VAE (FiLM-conditioned decoder) for 64x64 single-channel chest radiographs.",
         capabilities=["conditions", "inpaint"] if len(run.schema) else ["inpaint"],
-        training={"optimizer": "Adam", "lr": lr, "lr_schedule": "one-cycle", "likelihood": f"Gaussian, sigma={sigma}",
-                  "kl_warmup_fraction": kl_warmup},
+        training={
+            "optimizer": "Adam",
+            "lr": lr,
+            "lr_schedule": "one-cycle",
+            "likelihood": f"Gaussian, sigma={sigma}",
+            "kl_warmup_fraction": kl_warmup,
+        },
         sampler_defaults={"sampler": "vae-prior", "temperature": float(temperature)},
         limitations=[
             "VAE samples are smoother (blurrier) than the training images; fine texture and small nodules are weak.",
-            "Inpainting decodes a whole new image from the posterior and pastes the masked region; seams can show at the mask border.",
+            "Inpainting decodes a whole new image from the posterior and pastes the masked region; seams can show at the "
+            "mask border.",
         ],
         metrics={"final_recon_rmse": history[-1]["recon_rmse"], "final_kl_nats": history[-1]["kl"]},
     )

@@ -31,9 +31,13 @@ def check_features(x: Any, name: str = "features", min_n: int = 1, dtype=np.floa
     except (TypeError, ValueError) as exc:
         raise MetricError(f"{name} must be a numeric array of shape (N, D): {exc}") from exc
     if arr.ndim == 1:
-        raise MetricError(f"{name} must have shape (N, D), got a 1-D array of length {arr.shape[0]}; use x[:, None] for one feature.")
+        raise MetricError(
+            f"{name} must have shape (N, D), got a 1-D array of length {arr.shape[0]}; use x[:, None] for one feature."
+        )
     if arr.ndim != 2:
-        raise MetricError(f"{name} must have shape (N, D), got shape {arr.shape}. Encode images first (medsynth_explore.features).")
+        raise MetricError(
+            f"{name} must have shape (N, D), got shape {arr.shape}. Encode images first (medsynth_explore.features)."
+        )
     if arr.shape[1] == 0:
         raise MetricError(f"{name} have zero feature dimensions.")
     if len(arr) < min_n:

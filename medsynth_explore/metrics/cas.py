@@ -42,8 +42,15 @@ def _fit_cnn(x, y, xt, seed, epochs, batch_size=64):
         torch.manual_seed(seed)
         c = x.shape[1]
         net = nn.Sequential(
-            nn.Conv2d(c, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, len(classes)),
+            nn.Conv2d(c, 16, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(64, len(classes)),
         )
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     xs = torch.from_numpy(np.ascontiguousarray(x, np.float32))
@@ -123,7 +130,11 @@ def cas(
     for nm, y in (("synthetic", ys), ("real train", yr)):
         if len(np.unique(y)) < 2:
             raise MetricError(f"{nm} labels hold a single class; a classifier needs at least two.")
-    fit = (lambda x, y, t: _fit_linear(x, y, t, seed, max_iter)) if mode == "linear" else (lambda x, y, t: _fit_cnn(x, y, t, seed, epochs))
+    fit = (
+        (lambda x, y, t: _fit_linear(x, y, t, seed, max_iter))
+        if mode == "linear"
+        else (lambda x, y, t: _fit_cnn(x, y, t, seed, epochs))
+    )
     acc_s = float((fit(xs, ys, xt) == yt).mean())
     acc_r = float((fit(xr, yr, xt) == yt).mean())
     return {"cas": acc_s, "trtr": acc_r, "ratio": acc_s / acc_r if acc_r > 0 else float("nan"), "n_test": int(len(xt))}

@@ -203,7 +203,9 @@ def fid_infinity(a: Any, b: Any, n_points: int = 15, min_n: Optional[int] = None
     lo = min_n if min_n is not None else max(2, min(n_b // 5, max(50, 2 * a.shape[1])))
     lo = int(min(max(lo, 2), n_b))
     if n_points < 2 or lo >= n_b:
-        raise MetricError(f"fid_infinity needs at least 2 subset sizes between {lo} and {n_b}; give more synthetic samples or a smaller min_n.")
+        raise MetricError(
+            f"fid_infinity needs at least 2 subset sizes between {lo} and {n_b}; give more synthetic samples or a smaller min_n."
+        )
     inv = np.linspace(1.0 / lo, 1.0 / n_b, n_points)
     sizes = np.unique(np.round(1.0 / inv).astype(int))
     rng = np.random.default_rng(seed)
@@ -250,5 +252,7 @@ def relative_fd(real: Any, synthetic: Any, seed: int = 0) -> dict:
         base = fid(real[perm[:h]], real[perm[h : 2 * h]])
     value = fid(real, synthetic)
     if base <= 0:
-        raise MetricError("the two halves of the real set have zero Frechet distance (duplicated data?); relative FD is undefined.")
+        raise MetricError(
+            "the two halves of the real set have zero Frechet distance (duplicated data?); relative FD is undefined."
+        )
     return {"relative": value / base, "fd": value, "fd_real_halves": base}

@@ -45,7 +45,9 @@ def _mask(mask: Any, shape: tuple, region: str) -> Optional[np.ndarray]:
     elif m.ndim == 3:
         m = m[:, None]  # (N, H, W)
     if m.ndim != 4 or m.shape[-2:] != (h, w) or m.shape[0] not in (1, n) or m.shape[1] not in (1, c):
-        raise MetricError(f"mask of shape {np.shape(mask)} does not fit images of shape {shape}; give (H, W), (N, H, W) or (N, 1, H, W).")
+        raise MetricError(
+            f"mask of shape {np.shape(mask)} does not fit images of shape {shape}; give (H, W), (N, H, W) or (N, 1, H, W)."
+        )
     m = np.broadcast_to(m > 0.5, shape)
     return m if region == "inside" else ~m
 
@@ -63,7 +65,10 @@ def ssim_map(a: Any, b: Any) -> np.ndarray:
     1.0
     """
     a, b = _pair(a, b)
-    f = lambda x: gaussian_filter(x, sigma=(0, 0, _SIGMA, _SIGMA), truncate=_TRUNCATE, mode="reflect")
+
+    def f(x):
+        return gaussian_filter(x, sigma=(0, 0, _SIGMA, _SIGMA), truncate=_TRUNCATE, mode="reflect")
+
     ux, uy = f(a), f(b)
     vx = f(a * a) - ux * ux
     vy = f(b * b) - uy * uy

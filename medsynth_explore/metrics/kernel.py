@@ -140,7 +140,13 @@ def kid(
         x, y = a[np.asarray(ia)], b[np.asarray(ib)]
         if len(x) < 2 or len(y) < 2:
             raise MetricError("each KID subset needs at least 2 samples per side.")
-        scores.append(mmd2_unbiased(poly_kernel(x, x, degree, gamma, coef), poly_kernel(x, y, degree, gamma, coef), poly_kernel(y, y, degree, gamma, coef)))
+        scores.append(
+            mmd2_unbiased(
+                poly_kernel(x, x, degree, gamma, coef),
+                poly_kernel(x, y, degree, gamma, coef),
+                poly_kernel(y, y, degree, gamma, coef),
+            )
+        )
     scores = np.asarray(scores)
     return float(scores.mean()), float(scores.std())
 

@@ -176,8 +176,10 @@ class Metric:
 
     def external_message(self) -> str:
         """Why an ``"external"`` metric is not computed from feature sets, and what to call instead."""
-        return (f"{self.name} needs {', '.join(NEEDS[n] for n in self.needs)}, not only feature sets; "
-                f"call {_public_module(self.function)}.{self.function.__name__}(...) directly.")
+        return (
+            f"{self.name} needs {', '.join(NEEDS[n] for n in self.needs)}, not only feature sets; "
+            f"call {_public_module(self.function)}.{self.function.__name__}(...) directly."
+        )
 
     def run(self, inputs: MetricInputs) -> dict:
         """Compute every output of this metric on ``inputs`` (raises :class:`MetricError`)."""
@@ -428,13 +430,39 @@ def list_metrics() -> pd.DataFrame:
     for m in _REGISTRY.values():
         fn = f"{_public_module(m.function)}.{getattr(m.function, '__qualname__', m.function.__name__)}"
         for o in m.outputs:
-            rows.append({
-                "name": o.name, "metric": m.name, "higher_is_better": o.higher_is_better, "streaming": m.streaming is not None,
-                "state": m.streaming.__name__ if m.streaming is not None else None, "needs": m.needs, "kind": m.kind,
-                "label": o.label or o.name, "hint": o.hint, "default": o.default, "function": fn, "description": m.description,
-            })
-    return pd.DataFrame(rows, columns=["name", "metric", "higher_is_better", "streaming", "state", "needs", "kind", "label", "hint",
-                                       "default", "function", "description"])
+            rows.append(
+                {
+                    "name": o.name,
+                    "metric": m.name,
+                    "higher_is_better": o.higher_is_better,
+                    "streaming": m.streaming is not None,
+                    "state": m.streaming.__name__ if m.streaming is not None else None,
+                    "needs": m.needs,
+                    "kind": m.kind,
+                    "label": o.label or o.name,
+                    "hint": o.hint,
+                    "default": o.default,
+                    "function": fn,
+                    "description": m.description,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "name",
+            "metric",
+            "higher_is_better",
+            "streaming",
+            "state",
+            "needs",
+            "kind",
+            "label",
+            "hint",
+            "default",
+            "function",
+            "description",
+        ],
+    )
 
 
 def streaming_class(name: str) -> type:
@@ -492,8 +520,17 @@ class MetricEngine:
     ['coverage', 'density', 'fid', 'precision', 'recall']
     """
 
-    def __init__(self, names, real: np.ndarray, synthetic: np.ndarray, train: Optional[np.ndarray] = None, *, seed: int = 0,
-                 errors: str = "raise", **settings: Any) -> None:
+    def __init__(
+        self,
+        names,
+        real: np.ndarray,
+        synthetic: np.ndarray,
+        train: Optional[np.ndarray] = None,
+        *,
+        seed: int = 0,
+        errors: str = "raise",
+        **settings: Any,
+    ) -> None:
         if errors not in ("raise", "nan"):
             raise MetricError(f"errors must be 'raise' or 'nan', got {errors!r}.")
         self.plan = resolve(names)
@@ -506,16 +543,24 @@ class MetricEngine:
                 raise MetricError(metric.external_message())
             missing = [n for n in metric.needs if n not in have]
             if missing:
-                raise MetricError(f"{', '.join(outs)} need{'s' if len(outs) == 1 else ''} "
-                                  + ", ".join(f"{NEEDS[n]} ({n}=...)" for n in missing) + ".")
+                raise MetricError(
+                    f"{', '.join(outs)} need{'s' if len(outs) == 1 else ''} "
+                    + ", ".join(f"{NEEDS[n]} ({n}=...)" for n in missing)
+                    + "."
+                )
         self._rows: dict[str, np.ndarray] = {}
         for metric, _ in self.plan:
             if metric.kind == "row":
                 whole = MetricInputs(real, synthetic, train, self.seed, False, self.settings)
                 self._rows.update({k: np.asarray(v, float) for k, v in metric.row_scores(whole).items()})
 
-    def run(self, real_rows: Optional[np.ndarray] = None, synthetic_rows: Optional[np.ndarray] = None, bootstrap: bool = False,
-            whole: bool = False) -> dict:
+    def run(
+        self,
+        real_rows: Optional[np.ndarray] = None,
+        synthetic_rows: Optional[np.ndarray] = None,
+        bootstrap: bool = False,
+        whole: bool = False,
+    ) -> dict:
         """Values of every planned metric on the given rows (None: all rows).
 
         ``bootstrap`` marks a bootstrap replicate (cheaper estimates, distinct
@@ -559,8 +604,9 @@ def compute_metrics(names, real: Any, synthetic: Any, train: Any = None, seed: i
     >>> sorted(compute_metrics("prdc", rng.normal(size=(50, 2)), rng.normal(size=(50, 2)), k=3))
     ['coverage', 'density', 'precision', 'recall']
     """
-    eng = MetricEngine(names, np.asarray(real), np.asarray(synthetic), None if train is None else np.asarray(train),
-                       seed=seed, **settings)
+    eng = MetricEngine(
+        names, np.asarray(real), np.asarray(synthetic), None if train is None else np.asarray(train), seed=seed, **settings
+    )
     values = eng.run(whole=True)
     return {k: values[k] for k in eng.outputs if k in values}
 
@@ -600,52 +646,132 @@ def _register_builtins() -> None:
         return {"ct": ct_test(x.train, x.real, x.synthetic, n_cells=cells, seed=x.seed)["ct"]}
 
     lower, higher = False, True
-    register_metric("fid", fid, [Output("fid", lower, "FID", "lower is better", default=True)], streaming=StreamingFID,
-                    description="Frechet distance between Gaussians fitted to the real and synthetic features.")
-    register_metric("kid", kid, [Output("kid", lower, "KID", "lower is better", default=True, spread="kid_std"), Output("kid_std", lower, "KID spread")],
-                    compute=kid_compute, streaming=StreamingKID,
-                    description="Unbiased MMD^2 with a cubic polynomial kernel, mean and spread over random subsets.")
-    register_metric("cmmd", cmmd, [Output("cmmd", lower, "CMMD", "lower is better")], streaming=StreamingCMMD,
-                    compute=lambda x: {"cmmd": cmmd(x.real, x.synthetic)},
-                    description="MMD with a Gaussian kernel on CLIP-like embeddings (Jayasumana et al. 2024).")
-    register_metric("prdc", prdc, [
-        Output("precision", higher, "Precision", "fidelity", default=True),
-        Output("recall", higher, "Recall", "diversity", default=True),
-        Output("density", higher, "Density", "fidelity", default=True),
-        Output("coverage", higher, "Coverage", "diversity", default=True),
-    ], compute=lambda x: prdc(x.real, x.synthetic, k=int(x.setting("k", 5))), streaming=StreamingPRDC, neighbours=True,
-        description="Precision, recall, density and coverage from k-nearest-neighbour balls (Naeem et al. 2020).")
-    register_metric("fid_infinity", fid_infinity, [Output("fid_inf", lower, "FID-inf", "lower is better")], kind="whole",
-                    compute=lambda x: {"fid_inf": fid_infinity(x.real, x.synthetic, seed=x.seed)["fid_inf"]},
-                    description="FID extrapolated to infinitely many synthetic samples (Chong & Forsyth 2020).")
-    register_metric("relative_fd", relative_fd, [Output("relative_fd", lower, "Relative FD", "about 1: as far as real from real")],
-                    kind="whole", compute=lambda x: {"relative_fd": relative_fd(x.real, x.synthetic, seed=x.seed)["relative"]},
-                    description="Frechet distance relative to the distance between two halves of the real set.")
-    register_metric("authenticity", authenticity, [Output("authenticity", higher, "Authenticity", "privacy", default=True)],
-                    needs=("synthetic", "train"), kind="row", row_scores=authenticity_rows, neighbours=True,
-                    description="Share of synthetic samples farther from their nearest training image than its own neighbour is.")
+    register_metric(
+        "fid",
+        fid,
+        [Output("fid", lower, "FID", "lower is better", default=True)],
+        streaming=StreamingFID,
+        description="Frechet distance between Gaussians fitted to the real and synthetic features.",
+    )
+    register_metric(
+        "kid",
+        kid,
+        [Output("kid", lower, "KID", "lower is better", default=True, spread="kid_std"), Output("kid_std", lower, "KID spread")],
+        compute=kid_compute,
+        streaming=StreamingKID,
+        description="Unbiased MMD^2 with a cubic polynomial kernel, mean and spread over random subsets.",
+    )
+    register_metric(
+        "cmmd",
+        cmmd,
+        [Output("cmmd", lower, "CMMD", "lower is better")],
+        streaming=StreamingCMMD,
+        compute=lambda x: {"cmmd": cmmd(x.real, x.synthetic)},
+        description="MMD with a Gaussian kernel on CLIP-like embeddings (Jayasumana et al. 2024).",
+    )
+    register_metric(
+        "prdc",
+        prdc,
+        [
+            Output("precision", higher, "Precision", "fidelity", default=True),
+            Output("recall", higher, "Recall", "diversity", default=True),
+            Output("density", higher, "Density", "fidelity", default=True),
+            Output("coverage", higher, "Coverage", "diversity", default=True),
+        ],
+        compute=lambda x: prdc(x.real, x.synthetic, k=int(x.setting("k", 5))),
+        streaming=StreamingPRDC,
+        neighbours=True,
+        description="Precision, recall, density and coverage from k-nearest-neighbour balls (Naeem et al. 2020).",
+    )
+    register_metric(
+        "fid_infinity",
+        fid_infinity,
+        [Output("fid_inf", lower, "FID-inf", "lower is better")],
+        kind="whole",
+        compute=lambda x: {"fid_inf": fid_infinity(x.real, x.synthetic, seed=x.seed)["fid_inf"]},
+        description="FID extrapolated to infinitely many synthetic samples (Chong & Forsyth 2020).",
+    )
+    register_metric(
+        "relative_fd",
+        relative_fd,
+        [Output("relative_fd", lower, "Relative FD", "about 1: as far as real from real")],
+        kind="whole",
+        compute=lambda x: {"relative_fd": relative_fd(x.real, x.synthetic, seed=x.seed)["relative"]},
+        description="Frechet distance relative to the distance between two halves of the real set.",
+    )
+    register_metric(
+        "authenticity",
+        authenticity,
+        [Output("authenticity", higher, "Authenticity", "privacy", default=True)],
+        needs=("synthetic", "train"),
+        kind="row",
+        row_scores=authenticity_rows,
+        neighbours=True,
+        description="Share of synthetic samples farther from their nearest training image than its own neighbour is.",
+    )
     from .privacy import copy_rate
 
-    register_metric("copy_rate", copy_rate, [Output("copy_rate", lower, "Copy rate", "memorisation", default=True)],
-                    needs=("real", "synthetic", "train"), kind="row", row_scores=copy_rows, neighbours=True,
-                    description="Share of synthetic samples nearer to a training image than the 1st percentile of "
-                                "held-out (real) to training distances.")
-    register_metric("ct", ct_test, [Output("ct", None, "C_T", "below -3: copying", default=True)],
-                    needs=("real", "synthetic", "train"), kind="whole", compute=ct_compute, neighbours=True,
-                    description="C_T data-copying statistic (Meehan et al. 2020); real acts as the held-out set.")
-    register_metric("clip_score", clip_score, [Output("clip_score", higher, "CLIPScore", "text match")],
-                    needs=("synthetic", "text"), kind="external",
-                    description="Cosine similarity of paired image and text embeddings, 100 max(cos, 0).")
-    register_metric("inception_score", inception_score, [Output("inception_score", higher, "Inception score", "confident and diverse")],
-                    needs=("probabilities",), kind="external",
-                    description="exp(E KL(p(y|x) || p(y))) from a classifier's class probabilities.")
-    register_metric("ssim", ssim, [Output("ssim", higher, "SSIM", "structure kept")], needs=("images",), kind="external",
-                    description="Structural similarity of paired images, optionally inside or outside a mask.")
-    register_metric("psnr", psnr, [Output("psnr", higher, "PSNR", "pixels kept")], needs=("images",), kind="external",
-                    description="Peak signal-to-noise ratio of paired images, optionally inside or outside a mask.")
-    register_metric("cas", cas, [Output("cas", higher, "CAS", "usefulness for training")],
-                    needs=("real", "synthetic", "labels", "classifier"), kind="external",
-                    description="Accuracy on real test data of a classifier trained on synthetic data, beside train-on-real.")
+    register_metric(
+        "copy_rate",
+        copy_rate,
+        [Output("copy_rate", lower, "Copy rate", "memorisation", default=True)],
+        needs=("real", "synthetic", "train"),
+        kind="row",
+        row_scores=copy_rows,
+        neighbours=True,
+        description="Share of synthetic samples nearer to a training image than the 1st percentile of "
+        "held-out (real) to training distances.",
+    )
+    register_metric(
+        "ct",
+        ct_test,
+        [Output("ct", None, "C_T", "below -3: copying", default=True)],
+        needs=("real", "synthetic", "train"),
+        kind="whole",
+        compute=ct_compute,
+        neighbours=True,
+        description="C_T data-copying statistic (Meehan et al. 2020); real acts as the held-out set.",
+    )
+    register_metric(
+        "clip_score",
+        clip_score,
+        [Output("clip_score", higher, "CLIPScore", "text match")],
+        needs=("synthetic", "text"),
+        kind="external",
+        description="Cosine similarity of paired image and text embeddings, 100 max(cos, 0).",
+    )
+    register_metric(
+        "inception_score",
+        inception_score,
+        [Output("inception_score", higher, "Inception score", "confident and diverse")],
+        needs=("probabilities",),
+        kind="external",
+        description="exp(E KL(p(y|x) || p(y))) from a classifier's class probabilities.",
+    )
+    register_metric(
+        "ssim",
+        ssim,
+        [Output("ssim", higher, "SSIM", "structure kept")],
+        needs=("images",),
+        kind="external",
+        description="Structural similarity of paired images, optionally inside or outside a mask.",
+    )
+    register_metric(
+        "psnr",
+        psnr,
+        [Output("psnr", higher, "PSNR", "pixels kept")],
+        needs=("images",),
+        kind="external",
+        description="Peak signal-to-noise ratio of paired images, optionally inside or outside a mask.",
+    )
+    register_metric(
+        "cas",
+        cas,
+        [Output("cas", higher, "CAS", "usefulness for training")],
+        needs=("real", "synthetic", "labels", "classifier"),
+        kind="external",
+        description="Accuracy on real test data of a classifier trained on synthetic data, beside train-on-real.",
+    )
 
 
 _register_builtins()

@@ -199,7 +199,10 @@ class StreamingMetric:
         elif callable(default) and not isinstance(default, (np.ndarray, type(None))):
             factory = default
         else:
-            factory = (lambda v=default: _copy.deepcopy(v))
+
+            def factory(v=default):
+                return _copy.deepcopy(v)
+
         self._state_specs[name] = (factory, rule)
         setattr(self, name, factory())
 

@@ -22,8 +22,7 @@ Examples
 from __future__ import annotations
 
 from .dataset import load_phantomcxr  # registers the built-in data set "phantomcxr"
-from .population import FINDINGS, FOV_MM, SITES, Population, complete_patients, sample_patients
-from .population import _as_population, _check_n  # noqa: F401 - used by generators/physics.py
+from .population import FINDINGS, FOV_MM, SITES, Population, _as_population, _check_n, complete_patients, sample_patients  # noqa: F401 - used by generators/physics.py
 from .render import MASK_NAMES, MU, Anatomy, _check_size, anatomy, lesion_weights, render  # noqa: F401
 from .reports import write_reports
 from .simulator import __version__, simulate

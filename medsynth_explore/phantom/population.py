@@ -319,7 +319,9 @@ def sample_patients(n: int, population: Population | Mapping | None = None, seed
                     parts[j].append(rows)
                     have[j] += len(rows)
             if drawn > 2000 * n + 200000 and any(h < k for h, k in zip(have, need)):
-                bad = [exprs[j] if j < len(exprs) else "(rows matching no subgroup)" for j in range(len(need)) if have[j] < need[j]]
+                bad = [
+                    exprs[j] if j < len(exprs) else "(rows matching no subgroup)" for j in range(len(need)) if have[j] < need[j]
+                ]
                 raise ConditionError(
                     f"could not find enough patients for {bad} after drawing {drawn}; the subgroup is (almost) "
                     "impossible under this population. Widen the population (e.g. age range, prevalence) or lower its share."
@@ -382,7 +384,16 @@ def complete_patients(patients: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     if n < 1:
         raise DataError("the patient table is empty; give at least one row.")
     df = patients.copy().reset_index(drop=True)
-    defaults = {"age": 55, "sex": "M", "bmi": 26.0, "site": "A", "rotation_deg": 0.0, "shift_x_mm": 0.0, "shift_y_mm": 0.0, "inspiration": 0.0}
+    defaults = {
+        "age": 55,
+        "sex": "M",
+        "bmi": 26.0,
+        "site": "A",
+        "rotation_deg": 0.0,
+        "shift_x_mm": 0.0,
+        "shift_y_mm": 0.0,
+        "inspiration": 0.0,
+    }
     for k, v in defaults.items():
         if k not in df.columns:
             df[k] = v
@@ -395,7 +406,9 @@ def complete_patients(patients: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             df[f] = 0
         vals = pd.to_numeric(df[f], errors="coerce")
         if vals.isna().any() or not vals.isin([0, 1]).all():
-            raise ConditionError(f"column {f!r} must hold 0 or 1 for every row, got values {sorted(pd.unique(df[f]).tolist())[:6]}.")
+            raise ConditionError(
+                f"column {f!r} must hold 0 or 1 for every row, got values {sorted(pd.unique(df[f]).tolist())[:6]}."
+            )
         df[f] = vals.astype(int)
     # validate demographics
     age = pd.to_numeric(df["age"], errors="coerce")
@@ -493,7 +506,11 @@ def complete_patients(patients: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     fallback = np.where(
         df["pneumothorax"].to_numpy() == 1,
         df["pneumothorax_side"].to_numpy(object),
-        np.where(np.isin(df["effusion_side"].to_numpy(object), _SIDES), df["effusion_side"].to_numpy(object), np.where(u(31) < 0.5, "left", "right")),
+        np.where(
+            np.isin(df["effusion_side"].to_numpy(object), _SIDES),
+            df["effusion_side"].to_numpy(object),
+            np.where(u(31) < 0.5, "left", "right"),
+        ),
     )
     ts = np.where(np.isin(ts, _SIDES), ts, fallback)
     df["chest_tube_side"] = np.where(has, ts, _NONE)
@@ -505,7 +522,9 @@ def complete_patients(patients: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 def _hash_uniform(seeds: np.ndarray, salt: int) -> np.ndarray:
     """Deterministic uniforms in [0, 1), one per integer seed (splitmix64 hash)."""
     with np.errstate(over="ignore"):
-        z = np.asarray(seeds).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64((salt * 0x632BE59BD9B4E019 + 1) % 2**64)
+        z = np.asarray(seeds).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(
+            (salt * 0x632BE59BD9B4E019 + 1) % 2**64
+        )
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))

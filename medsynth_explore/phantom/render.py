@@ -233,7 +233,7 @@ def _lung_sac(X, Y, cx, hw, yc, hh_top, hh_bot, depth):
     vv = np.where(top, v / hh_top, v / hh_bot)
     v2 = vv * vv
     au = np.abs(u)
-    rho = np.where(top, au ** 2.6 + np.abs(vv) ** 2.2, u * u + v2 * v2)
+    rho = np.where(top, au**2.6 + np.abs(vv) ** 2.2, u * u + v2 * v2)
     return depth * np.sqrt(np.maximum(1.0 - rho, 0.0))
 
 
@@ -253,7 +253,6 @@ def _render_batch(t: pd.DataFrame, size: int, noise_seed: np.random.Generator, w
     n = len(t)
     x, y, px = _grid(size)
     g = _geometry(t)
-    W = size
     Xg = x[None, None, :]  # (1, 1, W)
     Yg = y[None, :, None]  # (1, H, 1)
     sx, sy = _c(g["sx"]), _c(g["sy"])
@@ -325,7 +324,6 @@ def _render_batch(t: pd.DataFrame, size: int, noise_seed: np.random.Generator, w
         P += (mu["blood"] - mu["soft"]) * hil[key] * (sac[key] > 0)
 
     # -- findings that change the lungs
-    masks = {}
     eff_mask = np.zeros((n, size, size), bool) if want_masks else None
     ptx_mask = np.zeros((n, size, size), bool) if want_masks else None
     lung_air = {k: v for k, v in lungs.items()}  # aerated lung length
@@ -478,7 +476,7 @@ def _render_batch(t: pd.DataFrame, size: int, noise_seed: np.random.Generator, w
     for side in (-1.0, 1.0):
         ang = math.radians(35 if side < 0 else 48)
         dxv, dyv = side * math.sin(ang), -math.cos(ang)
-        along = (Xt * dxv + (Y - carina) * dyv)
+        along = Xt * dxv + (Y - carina) * dyv
         perp2 = (Xt - along * dxv) ** 2 + (Y - carina - along * dyv) ** 2
         tr += _chord_tube(perp2, 6.5 * s) * ((along > 0) & (along < 45 * s))
     P -= mu["soft"] * tr
@@ -544,7 +542,6 @@ def _render_batch(t: pd.DataFrame, size: int, noise_seed: np.random.Generator, w
 
 def _detector(P: np.ndarray, t: pd.DataFrame, size: int, rng: np.random.Generator) -> np.ndarray:
     """Photon counts, scatter, quantum noise, PSF, log, window, tone curve and 16-bit ADC."""
-    n = len(P)
     _, _, px = _grid(size)
     out = np.empty_like(P)
     sites = t["site"].to_numpy()
@@ -702,8 +699,9 @@ def anatomy(patients: pd.DataFrame, size: int = 64) -> Anatomy:
     return Anatomy(masks, meas)
 
 
-def lesion_weights(patients: pd.DataFrame, size: int = 64, weights: Mapping[str, float] | None = None,
-                   dilate: int = 1) -> np.ndarray:
+def lesion_weights(
+    patients: pd.DataFrame, size: int = 64, weights: Mapping[str, float] | None = None, dilate: int = 1
+) -> np.ndarray:
     """Per-pixel loss weights ``1 + sum_f w_f * mask_f`` from the ground-truth finding masks.
 
     Small findings cover a few of an image's pixels, so a generator trained

@@ -19,8 +19,16 @@ import pandas as pd
 from ..data import ImageSet
 from ..errors import DataError, MetricError
 
-__all__ = ["InpaintResult", "fairness", "privacy", "trilemma", "inpaint", "nearest_reference", "describe_samples",
-           "TRILEMMA_METRICS"]
+__all__ = [
+    "InpaintResult",
+    "fairness",
+    "privacy",
+    "trilemma",
+    "inpaint",
+    "nearest_reference",
+    "describe_samples",
+    "TRILEMMA_METRICS",
+]
 
 #: Quality and diversity values the trilemma measures beside speed.
 TRILEMMA_METRICS = ("fid", "precision", "recall", "coverage")
@@ -32,8 +40,14 @@ def _adaptive_k(k: int, *sizes: int) -> int:
 
 
 # ------------------------------------------------------------------ fairness
-def fairness(session: Any, by: Sequence[str] | str = ("sex",), generator: str | None = None, metric: str = "coverage",
-             n_boot: int = 100, min_group: int = 8) -> pd.DataFrame:
+def fairness(
+    session: Any,
+    by: Sequence[str] | str = ("sex",),
+    generator: str | None = None,
+    metric: str = "coverage",
+    n_boot: int = 100,
+    min_group: int = 8,
+) -> pd.DataFrame:
     """One metric per subgroup, with bootstrap intervals, the worst group and the gap (see :meth:`Session.fairness`)."""
     from ..metrics.registry import compute_metrics, get_metric, higher_is_better
     from ..metrics.subgroups import by_group
@@ -44,8 +58,10 @@ def fairness(session: Any, by: Sequence[str] | str = ("sex",), generator: str | 
         raise DataError("no synthetic images yet; generate some first.")
     spec = get_metric(metric)
     if spec.kind != "set" or set(spec.needs) - {"real", "synthetic"}:
-        raise MetricError(f"fairness compares real and synthetic features per subgroup; {metric} is not such a metric "
-                          f"(it needs {', '.join(spec.needs)}). Choose e.g. coverage, precision, recall, fid or kid.")
+        raise MetricError(
+            f"fairness compares real and synthetic features per subgroup; {metric} is not such a metric "
+            f"(it needs {', '.join(spec.needs)}). Choose e.g. coverage, precision, recall, fid or kid."
+        )
     by = [by] if isinstance(by, str) else list(by)
     if not by:
         raise DataError("give at least one metadata column to group by, e.g. by=['sex'].")
@@ -59,9 +75,20 @@ def fairness(session: Any, by: Sequence[str] | str = ("sex",), generator: str | 
     def value(real: np.ndarray, syn: np.ndarray) -> float:
         return compute_metrics([metric], real, syn, seed=session.seed, k=_adaptive_k(5, len(syn), len(real)))[metric]
 
-    result = by_group(value, metric, session.reference_features(), session.reference.metadata, store.features, syn_meta, by,
-                      n_boot=n_boot, seed=session.seed, higher_is_better=higher_is_better(metric), min_n=min_group,
-                      dedupe_bootstrap=spec.neighbours)
+    result = by_group(
+        value,
+        metric,
+        session.reference_features(),
+        session.reference.metadata,
+        store.features,
+        syn_meta,
+        by,
+        n_boot=n_boot,
+        seed=session.seed,
+        higher_is_better=higher_is_better(metric),
+        min_n=min_group,
+        dedupe_bootstrap=spec.neighbours,
+    )
     table = result.by_group.rename(columns={"n": "n_synthetic"}).reset_index(names="group")
     table = table[np.isfinite(table["value"].astype(float))].reset_index(drop=True)
     if table.empty:
@@ -69,8 +96,9 @@ def fairness(session: Any, by: Sequence[str] | str = ("sex",), generator: str | 
     table.insert(1, "metric", metric)
     worst = result.worst()
     table["worst"] = table["group"] == worst
-    table.attrs.update(difference=result.difference(), ratio=result.ratio(), worst=worst, best=result.best(),
-                       overall=float(result.overall))
+    table.attrs.update(
+        difference=result.difference(), ratio=result.ratio(), worst=worst, best=result.best(), overall=float(result.overall)
+    )
     return table
 
 
@@ -137,7 +165,7 @@ def nearest_reference(session: Any, features: np.ndarray, k: int = 3) -> tuple[n
 
 
 def privacy(session: Any, generator: str | None = None, quantile: float = 0.01) -> dict[str, Any]:
-    """Nearest-neighbour distances synthetic-to-train vs held-out-to-train, copy rate, closest pairs (see :meth:`Session.privacy`)."""
+    """Distances synthetic-to-train vs held-out-to-train, copy rate, closest pairs (see :meth:`Session.privacy`)."""
     from ..metrics import copy_rate
     from ..metrics.privacy import nn_distances
 
@@ -190,7 +218,11 @@ def describe_samples(session: Any, samples: ImageSet) -> pd.DataFrame:
     metadata; it is absent (NaN) when the domain CLIP is not installed.
     """
     meta = samples.metadata
-    keep = [c for c in ("age", "sex", "cardiomegaly", "nodule", "effusion", "pneumothorax", "prompt", "report", "seed") if c in meta.columns]
+    keep = [
+        c
+        for c in ("age", "sex", "cardiomegaly", "nodule", "effusion", "pneumothorax", "prompt", "report", "seed")
+        if c in meta.columns
+    ]
     out = meta[keep].copy()
     clf = session.classifier
     if clf is not None:
@@ -206,5 +238,7 @@ def describe_samples(session: Any, samples: ImageSet) -> pd.DataFrame:
     if texts is not None and clip is not None:
         from ..metrics import clip_score
 
-        out["clip_score"] = clip_score(clip.encode_image(samples.images), clip.encode_text(texts, truncate=True), convention="100max")
+        out["clip_score"] = clip_score(
+            clip.encode_image(samples.images), clip.encode_text(texts, truncate=True), convention="100max"
+        )
     return out

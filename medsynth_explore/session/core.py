@@ -302,8 +302,14 @@ class Session:
         return self._privacy_features
 
     # ------------------------------------------------------------------ metrics
-    def metrics(self, generator: str | None = None, names: Sequence[str] = DEFAULT_METRICS, real_mask=None, synthetic_mask=None,
-                k: int = 5) -> dict[str, float]:
+    def metrics(
+        self,
+        generator: str | None = None,
+        names: Sequence[str] = DEFAULT_METRICS,
+        real_mask=None,
+        synthetic_mask=None,
+        k: int = 5,
+    ) -> dict[str, float]:
         """Distribution metrics of the kept synthetic images against the reference.
 
         ``names`` are metric values or metrics of the registry
@@ -321,7 +327,9 @@ class Session:
         if synthetic_mask is not None:
             syn = syn[np.asarray(synthetic_mask, bool)]
         if len(syn) < 2 or len(real) < 2:
-            raise DataError(f"metrics need at least 2 images on each side; have {len(real)} real and {len(syn)} synthetic. Generate more.")
+            raise DataError(
+                f"metrics need at least 2 images on each side; have {len(real)} real and {len(syn)} synthetic. Generate more."
+            )
         return compute_metrics(with_spreads(names), real, syn, seed=self.seed, k=analyses._adaptive_k(k, len(syn), len(real)))
 
     def live_metrics(self, generator: str | None = None, k: int = 5) -> dict[str, float]:
@@ -350,8 +358,14 @@ class Session:
             out.update({key: float(v) for key, v in state.values().items()})
         return out
 
-    def fairness(self, by: Sequence[str] | str = ("sex",), generator: str | None = None, metric: str = "coverage",
-                 n_boot: int = 100, min_group: int = 8) -> pd.DataFrame:
+    def fairness(
+        self,
+        by: Sequence[str] | str = ("sex",),
+        generator: str | None = None,
+        metric: str = "coverage",
+        n_boot: int = 100,
+        min_group: int = 8,
+    ) -> pd.DataFrame:
         """One metric per subgroup, with bootstrap intervals, the worst group and the gap.
 
         Subgroups come from the metadata of both sides (requested conditions
@@ -387,7 +401,9 @@ class Session:
         coordinates, which are evicted together with their images.
         """
         if self._embedding is None:
-            self._embedding = Embedding(self.reference_features(), seed=self.seed, synthetic=_StoreCoords(self._stores), **umap_kwargs)
+            self._embedding = Embedding(
+                self.reference_features(), seed=self.seed, synthetic=_StoreCoords(self._stores), **umap_kwargs
+            )
             for store in self._stores.values():
                 store.set_coords(self._place(store.features if len(store) else None))
         return self._embedding
@@ -417,4 +433,3 @@ class Session:
         recall and coverage against the reference.
         """
         return analyses.trilemma(self, n, seed, names, callback)
-

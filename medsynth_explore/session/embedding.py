@@ -44,8 +44,11 @@ def enable_umap_cache() -> int:
             if mod is None or not (name.startswith("umap.") or name.startswith("pynndescent.")):
                 continue
             for obj in list(vars(mod).values()):
-                if (isinstance(obj, CPUDispatcher) and obj.__module__ == name
-                        and isinstance(getattr(obj, "_cache", None), NullCache)):
+                if (
+                    isinstance(obj, CPUDispatcher)
+                    and obj.__module__ == name
+                    and isinstance(getattr(obj, "_cache", None), NullCache)
+                ):
                     obj.enable_caching()
                     n += 1
     return n
@@ -90,15 +93,28 @@ class Embedding:
     2,000-point map to a few seconds with the same layout quality at this size.
     """
 
-    def __init__(self, reference_features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
-                 n_epochs: int = 200, synthetic: Mapping[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        reference_features: np.ndarray,
+        seed: int = 0,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        n_epochs: int = 200,
+        synthetic: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         import warnings
 
         import umap
 
         enable_umap_cache()
-        self.model = umap.UMAP(n_neighbors=min(n_neighbors, len(reference_features) - 1), min_dist=min_dist,
-                               random_state=seed, n_components=2, transform_seed=seed, n_epochs=n_epochs)
+        self.model = umap.UMAP(
+            n_neighbors=min(n_neighbors, len(reference_features) - 1),
+            min_dist=min_dist,
+            random_state=seed,
+            n_components=2,
+            transform_seed=seed,
+            n_epochs=n_epochs,
+        )
         with warnings.catch_warnings():  # a seeded UMAP runs single-threaded, which umap announces on every fit
             warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
             self.reference = self.model.fit_transform(np.asarray(reference_features, np.float32)).astype(np.float32)
@@ -113,7 +129,9 @@ class Embedding:
     def place(self, name: str, features: np.ndarray) -> np.ndarray:
         """Place new synthetic points into the map and keep them under ``name``; returns their coordinates."""
         if not isinstance(self.synthetic, dict):
-            raise MedsynthError("this map belongs to a session, whose sample stores keep the coordinates: use session.add_samples().")
+            raise MedsynthError(
+                "this map belongs to a session, whose sample stores keep the coordinates: use session.add_samples()."
+            )
         xy = self.transform(features)
         old = self.synthetic.get(name)
         self.synthetic[name] = xy if old is None else np.concatenate([old, xy])

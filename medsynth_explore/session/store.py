@@ -98,10 +98,13 @@ class SampleStore:
         if feats.ndim != 2 or len(feats) != len(samples):
             raise DataError(f"got {len(samples)} images but features of shape {feats.shape}; give one feature row per image.")
         if self.features is not None and len(self) and feats.shape[1] != self.features.shape[1]:
-            raise DataError(f"features have {feats.shape[1]} dimensions; this store holds {self.features.shape[1]}-dimensional ones.")
+            raise DataError(
+                f"features have {feats.shape[1]} dimensions; this store holds {self.features.shape[1]}-dimensional ones."
+            )
         if self.images is not None and len(self) and samples.images.shape[1:] != self.images.images.shape[1:]:
-            raise DataError(f"images of shape {samples.images.shape[1:]} cannot join stored images of shape "
-                            f"{self.images.images.shape[1:]}.")
+            raise DataError(
+                f"images of shape {samples.images.shape[1:]} cannot join stored images of shape {self.images.images.shape[1:]}."
+            )
         if self.coords is not None:
             if coords is None or np.shape(coords) != (len(samples), 2):
                 raise DataError("this store has map coordinates: give coords of shape (n, 2) for the new samples.")

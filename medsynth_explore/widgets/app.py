@@ -53,8 +53,10 @@ class Explorer(W.VBox):
                 panel_cls = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
                 panel = panel_cls(session, runner=self.runner)
             except Exception as exc:  # one broken panel must not take the app down
-                panel = W.HTML(f"<div class='msx-error'>{html.escape(title)} is unavailable: "
-                               f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</div>")
+                panel = W.HTML(
+                    f"<div class='msx-error'>{html.escape(title)} is unavailable: "
+                    f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</div>"
+                )
             self.panels[title] = panel
             children.append(panel)
             titles.append(title)
@@ -67,8 +69,15 @@ class Explorer(W.VBox):
         self.children = [header, self.tabs]
 
 
-def explore(generator: str | Iterable[Any] = "phantomcxr-diffusion", reference: Any = "phantomcxr", encoder: Any = None,
-            n_reference: int = 1000, seed: int = 0, panels: Sequence[str] | None = None, **session_kwargs: Any) -> Explorer:
+def explore(
+    generator: str | Iterable[Any] = "phantomcxr-diffusion",
+    reference: Any = "phantomcxr",
+    encoder: Any = None,
+    n_reference: int = 1000,
+    seed: int = 0,
+    panels: Sequence[str] | None = None,
+    **session_kwargs: Any,
+) -> Explorer:
     """Open the Explorer on one or more generators and a reference set.
 
     Parameters

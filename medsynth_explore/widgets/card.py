@@ -69,8 +69,11 @@ def _value(v: Any, limit: int = 160) -> str:
 
 def _metric_value(v: Any) -> str:
     """A metric: a flat mapping of numbers and words (e.g. a benchmark row) becomes a small table."""
-    flat = isinstance(v, Mapping) and 0 < len(v) <= 40 and all(
-        x is None or isinstance(x, (bool, int, float, str)) for x in v.values())
+    flat = (
+        isinstance(v, Mapping)
+        and 0 < len(v) <= 40
+        and all(x is None or isinstance(x, (bool, int, float, str)) for x in v.values())
+    )
     if not flat:
         return _value(v)
     return _kv_table({str(k): _value(x) for k, x in v.items()})
@@ -78,7 +81,9 @@ def _metric_value(v: Any) -> str:
 
 def _kv_table(items: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> str:
     labels = labels or {}
-    rows = "".join(f"<tr><td>{html.escape(labels.get(k, str(k).replace('_', ' ')))}</td><td>{v}</td></tr>" for k, v in items.items())
+    rows = "".join(
+        f"<tr><td>{html.escape(labels.get(k, str(k).replace('_', ' ')))}</td><td>{v}</td></tr>" for k, v in items.items()
+    )
     return f"<table class='msx-table msx-kv'><tbody>{rows}</tbody></table>"
 
 
@@ -100,8 +105,10 @@ def _conditions(schema: Mapping[str, Any] | None) -> str:
             accepted = f"free text, up to {c.get('max_tokens', '?')} tokens"
         else:
             accepted = ""
-        rows.append(f"<tr><td><code>{html.escape(str(c.get('name')))}</code></td><td>{html.escape(kind)}</td>"
-                    f"<td>{html.escape(accepted)}</td><td>{html.escape(str(c.get('description', '')))}</td></tr>")
+        rows.append(
+            f"<tr><td><code>{html.escape(str(c.get('name')))}</code></td><td>{html.escape(kind)}</td>"
+            f"<td>{html.escape(accepted)}</td><td>{html.escape(str(c.get('description', '')))}</td></tr>"
+        )
     head = "<tr><th>condition</th><th>kind</th><th>accepted values</th><th>meaning</th></tr>"
     return f"<table class='msx-table msx-kv'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -133,8 +140,11 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
     (True, True, True, True)
     """
     c = validate_card(card)
-    parts = [_STYLE, "<div class='msx-card'>",
-             f"<h3>{html.escape(c['name'])}</h3><span class='msx-badge'>{html.escape(c['family'])}</span>"]
+    parts = [
+        _STYLE,
+        "<div class='msx-card'>",
+        f"<h3>{html.escape(c['name'])}</h3><span class='msx-badge'>{html.escape(c['family'])}</span>",
+    ]
     parts += [f"<span class='msx-badge'>{html.escape(str(x))}</span>" for x in c.get("capabilities") or []]
     if c.get("description"):
         parts.append(f"<p>{html.escape(str(c['description']))}</p>")
@@ -150,14 +160,22 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
         facts["created"] = html.escape(str(c["created"]))
     arch = c.get("architecture") or {}
     if "image_size" in arch:
-        facts["image size"] = f"{int(arch.get('channels', 1))} × {int(arch['image_size'])} × {int(arch['image_size'])} (C × H × W)"
+        facts["image size"] = (
+            f"{int(arch.get('channels', 1))} × {int(arch['image_size'])} × {int(arch['image_size'])} (C × H × W)"
+        )
     parts.append(_kv_table(facts, labels={k: k for k in facts}))
 
     parts.append("<h4>Intended use</h4>")
-    parts.append(f"<p>{html.escape(str(c['intended_use']))}</p>" if c.get("intended_use") else "<p><i>not stated in the card</i></p>")
+    parts.append(
+        f"<p>{html.escape(str(c['intended_use']))}</p>" if c.get("intended_use") else "<p><i>not stated in the card</i></p>"
+    )
     parts.append("<h4>Known limitations</h4>")
     lims = c.get("limitations") or []
-    parts.append("<ul>" + "".join(f"<li>{html.escape(str(x))}</li>" for x in lims) + "</ul>" if lims else "<p><i>none stated in the card</i></p>")
+    parts.append(
+        "<ul>" + "".join(f"<li>{html.escape(str(x))}</li>" for x in lims) + "</ul>"
+        if lims
+        else "<p><i>none stated in the card</i></p>"
+    )
 
     parts.append("<h4>Conditions</h4>")
     parts.append(_conditions(c.get("conditions")))
@@ -170,8 +188,10 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
     else:
         parts.append("<p><i>no provenance recorded</i></p>")
     if dist is not None:
-        parts.append("<p class='msx-caption'>The card records the training distribution of the conditions; "
-                     "conditions left out when sampling are drawn from it.</p>")
+        parts.append(
+            "<p class='msx-caption'>The card records the training distribution of the conditions; "
+            "conditions left out when sampling are drawn from it.</p>"
+        )
 
     tr = dict(c.get("training") or {})
     if tr:
@@ -192,7 +212,9 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
     metrics = c.get("metrics") or {}
     if metrics:
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_metric_value(v)}</td></tr>" for k, v in metrics.items())
-        parts.append(f"<table class='msx-table'><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>")
+        parts.append(
+            f"<table class='msx-table'><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
     else:
         parts.append("<p><i>no metrics recorded in the card</i></p>")
 
@@ -205,7 +227,9 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
                 p *= int(d)
             total += p
         arch_rows["weights"] = f"{len(c['tensor_shapes'])} tensors, {total:,} values"
-    parts.append("<details><summary><b>Architecture</b></summary>" + _kv_table(arch_rows, labels={k: k for k in arch_rows}) + "</details>")
+    parts.append(
+        "<details><summary><b>Architecture</b></summary>" + _kv_table(arch_rows, labels={k: k for k in arch_rows}) + "</details>"
+    )
     parts.append("</div>")
     return "".join(parts)
 
@@ -242,8 +266,9 @@ class CardPanel(BasePanel):
 
     def __init__(self, session: Any, runner: Any = None, **kwargs: Any) -> None:
         super().__init__(session, runner, **kwargs)
-        self.generator = W.Dropdown(options=list(session.generators), value=session.active, description="Generator",
-                                    layout=W.Layout(width="360px"))
+        self.generator = W.Dropdown(
+            options=list(session.generators), value=session.active, description="Generator", layout=W.Layout(width="360px")
+        )
         self.activate_button = W.Button(description="Make active", icon="check", tooltip="act on this generator in every panel")
         self.body = W.HTML()
         self.generator.observe(self.guard(lambda ch: self.show(ch["new"])), names="value")
@@ -273,9 +298,14 @@ class CardPanel(BasePanel):
             self.body.value = ""
             raise DataError("no generator is loaded; add one with session.add_generator(...) to see its model card.")
         gen = self.session.generator(name)
-        note = "" if name == self.session.active else (
-            f"<div class='msx-caption'>Viewing {html.escape(name)}; the active generator is "
-            f"{html.escape(str(self.session.active))}.</div>")
+        note = (
+            ""
+            if name == self.session.active
+            else (
+                f"<div class='msx-caption'>Viewing {html.escape(name)}; the active generator is "
+                f"{html.escape(str(self.session.active))}.</div>"
+            )
+        )
         self.body.value = note + card_html(gen.card, sha256=getattr(gen, "sha256", None), path=getattr(gen, "path", None))
         self.activate_button.disabled = name == self.session.active
         return self.body.value

@@ -78,8 +78,14 @@ def thumb_grid(images: np.ndarray, captions: list[str] | None = None, width: int
     for i, im in enumerate(images):
         cap = W.HTML(f"<div class='msx-caption'>{captions[i]}</div>") if captions else None
         cells.append(W.VBox([image_widget(im, width)] + ([cap] if cap else []), layout=W.Layout(width=f"{width + 8}px")))
-    return W.GridBox(cells, layout=W.Layout(grid_template_columns=f"repeat(auto-fill, minmax({width + 12}px, 1fr))",
-                                            grid_gap="6px", max_width=f"{columns * (width + 18)}px"))
+    return W.GridBox(
+        cells,
+        layout=W.Layout(
+            grid_template_columns=f"repeat(auto-fill, minmax({width + 12}px, 1fr))",
+            grid_gap="6px",
+            max_width=f"{columns * (width + 18)}px",
+        ),
+    )
 
 
 def metric_label(name: str, with_direction: bool = True) -> str:

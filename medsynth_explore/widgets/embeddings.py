@@ -37,10 +37,18 @@ class EmbeddingPanel(BasePanel):
         self._traces: list[tuple[str, np.ndarray]] = []  # per trace: (source name, row indices)
         self.color_by = W.Dropdown(options=["source"], value="source", description="Colour by")
         self.fit_button = W.Button(description="Compute map", button_style="primary", icon="map")
-        self.figure = go.FigureWidget(layout=go.Layout(
-            height=460, margin=dict(l=10, r=10, t=30, b=10), dragmode="lasso", legend=dict(orientation="h", y=-0.05),
-            xaxis=dict(title="UMAP 1", showticklabels=False), yaxis=dict(title="UMAP 2", showticklabels=False),
-            title=dict(text="Compute the map to see real vs synthetic features", font=dict(size=13)), template="plotly_white"))
+        self.figure = go.FigureWidget(
+            layout=go.Layout(
+                height=460,
+                margin=dict(l=10, r=10, t=30, b=10),
+                dragmode="lasso",
+                legend=dict(orientation="h", y=-0.05),
+                xaxis=dict(title="UMAP 1", showticklabels=False),
+                yaxis=dict(title="UMAP 2", showticklabels=False),
+                title=dict(text="Compute the map to see real vs synthetic features", font=dict(size=13)),
+                template="plotly_white",
+            )
+        )
         self.detail = W.VBox()
         self.fit_button.on_click(self.guard(lambda _b: self.compute()))
         self.color_by.observe(self.guard(lambda _c: self.redraw()), names="value")
@@ -54,6 +62,7 @@ class EmbeddingPanel(BasePanel):
     # ------------------------------------------------------------------ computing
     def compute(self):
         """Fit the map (background) and draw it."""
+
         def work(job):
             job.progress(0, 2)
             self.session.reference_features()
@@ -106,18 +115,30 @@ class EmbeddingPanel(BasePanel):
                     color = COLORS["real"] if name == "real" else SERIES[(s - 1) % len(SERIES)]
                 else:
                     color = SERIES[g % len(SERIES)] if name != "real" else ["#4C78A8", "#9ECAE9", "#1F3B5C", "#6B9AC4"][g % 4]
-                traces.append(go.Scattergl(x=xy[idx, 0].astype(np.float32), y=xy[idx, 1].astype(np.float32), mode="markers",
-                                           name=f"{label} ({len(idx)})",
-                                           marker=dict(size=5 if name == "real" else 7, color=color, symbol=marker_symbol,
-                                                       opacity=0.55 if name == "real" else 0.9)))
+                traces.append(
+                    go.Scattergl(
+                        x=xy[idx, 0].astype(np.float32),
+                        y=xy[idx, 1].astype(np.float32),
+                        mode="markers",
+                        name=f"{label} ({len(idx)})",
+                        marker=dict(
+                            size=5 if name == "real" else 7,
+                            color=color,
+                            symbol=marker_symbol,
+                            opacity=0.55 if name == "real" else 0.9,
+                        ),
+                    )
+                )
                 self._traces.append((name, idx))
         with self.figure.batch_update():
             self.figure.data = []
             for t in traces:
                 self.figure.add_trace(t)
-            self.figure.layout.title.text = (f"UMAP of {len(emb.reference)} real and "
-                                             f"{sum(len(v) for v in emb.synthetic.values())} synthetic features "
-                                             f"({html.escape(self.session.encoder.id)})")
+            self.figure.layout.title.text = (
+                f"UMAP of {len(emb.reference)} real and "
+                f"{sum(len(v) for v in emb.synthetic.values())} synthetic features "
+                f"({html.escape(self.session.encoder.id)})"
+            )
         for trace in self.figure.data:
             trace.on_selection(self._on_select)
             trace.on_click(self._on_click)
@@ -149,8 +170,10 @@ class EmbeddingPanel(BasePanel):
             for i in idx[:16]:
                 thumbs.append(data.images[i])
                 caps.append(f"{html.escape(name)} #{i}")
-        parts = [W.HTML("<b>Selection</b>: " + ", ".join(f"{len(v)} {html.escape(k)}" for k, v in self.selection.items())),
-                 thumb_grid(np.stack(thumbs), caps, width=80, columns=8)]
+        parts = [
+            W.HTML("<b>Selection</b>: " + ", ".join(f"{len(v)} {html.escape(k)}" for k, v in self.selection.items())),
+            thumb_grid(np.stack(thumbs), caps, width=80, columns=8),
+        ]
         real_idx = self.selection.get("real")
         for name, idx in self.selection.items():
             if name == "real" or len(idx) < 3:
@@ -161,12 +184,17 @@ class EmbeddingPanel(BasePanel):
             if real_idx is not None and len(real_idx) >= 3:
                 real_mask = np.zeros(len(self.session.reference), bool)
                 real_mask[real_idx] = True
-            m = self.session.metrics(name, ("fid", "precision", "recall", "coverage"), real_mask=real_mask, synthetic_mask=syn_mask)
+            m = self.session.metrics(
+                name, ("fid", "precision", "recall", "coverage"), real_mask=real_mask, synthetic_mask=syn_mask
+            )
             import pandas as pd
 
-            parts.append(W.HTML(f"<b>Metrics of the selected {html.escape(name)} samples</b> against "
-                                f"{'the selected' if real_mask is not None else 'all'} real images"
-                                + html_table(pd.DataFrame([m]))))
+            parts.append(
+                W.HTML(
+                    f"<b>Metrics of the selected {html.escape(name)} samples</b> against "
+                    f"{'the selected' if real_mask is not None else 'all'} real images" + html_table(pd.DataFrame([m]))
+                )
+            )
         self.detail.children = parts
 
     def _on_click(self, trace, points, selector) -> None:

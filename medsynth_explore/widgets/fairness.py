@@ -25,8 +25,23 @@ __all__ = ["FairnessPanel", "fairness_columns", "gap_summary", "METRICS"]
 METRICS = ("coverage", "recall", "precision", "density", "fid", "kid")
 
 # columns that identify images or record how they were made: never subgroups
-_NOT_GROUPS = {"patient_id", "report", "prompt", "seed", "image_seed", "anatomy_seed", "generator", "checkpoint_sha256",
-               "sampler", "steps", "guidance", "index", "path", "file", "sha256"}
+_NOT_GROUPS = {
+    "patient_id",
+    "report",
+    "prompt",
+    "seed",
+    "image_seed",
+    "anatomy_seed",
+    "generator",
+    "checkpoint_sha256",
+    "sampler",
+    "steps",
+    "guidance",
+    "index",
+    "path",
+    "file",
+    "sha256",
+}
 
 
 def fairness_columns(real_meta: pd.DataFrame, synthetic_meta: pd.DataFrame | None = None, max_levels: int = 12) -> list[str]:
@@ -100,8 +115,10 @@ def gap_summary(table: pd.DataFrame) -> dict[str, Any]:
     worst, best = table.attrs["worst"], table.attrs["best"]
     diff, ratio = float(table.attrs["difference"]), float(table.attrs["ratio"])
     lower = higher_is_better(metric) is False
-    text = (f"Worst group: {worst} ({metric} {values[worst]:.3g}); best: {best} ({values[best]:.3g}). "
-            f"Gap: difference {diff:.3g}, ratio min/max {ratio:.3g}.")
+    text = (
+        f"Worst group: {worst} ({metric} {values[worst]:.3g}); best: {best} ({values[best]:.3g}). "
+        f"Gap: difference {diff:.3g}, ratio min/max {ratio:.3g}."
+    )
     return {"worst": worst, "best": best, "difference": diff, "ratio": ratio, "lower_is_better": lower, "text": text}
 
 
@@ -153,30 +170,57 @@ class FairnessPanel(BasePanel):
         self.result: pd.DataFrame | None = None
         self.overall: float | None = None
         self.by = W.SelectMultiple(options=[], rows=6, description="Group by", layout=W.Layout(width="320px"))
-        self.metric = W.Dropdown(options=[(metric_label(key), key) for key in METRICS],
-                                 value="coverage", description="Metric", layout=W.Layout(width="320px"))
-        self.n_boot = W.IntSlider(value=100, min=10, max=500, step=10, description="Bootstrap",
-                                  tooltip="bootstrap resamples per group (for the 95% interval)")
-        self.min_group = W.IntSlider(value=8, min=2, max=100, description="Min. group",
-                                     tooltip="smallest number of images on each side for a group to be shown")
+        self.metric = W.Dropdown(
+            options=[(metric_label(key), key) for key in METRICS],
+            value="coverage",
+            description="Metric",
+            layout=W.Layout(width="320px"),
+        )
+        self.n_boot = W.IntSlider(
+            value=100,
+            min=10,
+            max=500,
+            step=10,
+            description="Bootstrap",
+            tooltip="bootstrap resamples per group (for the 95% interval)",
+        )
+        self.min_group = W.IntSlider(
+            value=8,
+            min=2,
+            max=100,
+            description="Min. group",
+            tooltip="smallest number of images on each side for a group to be shown",
+        )
         self.compute_button = W.Button(description="Compute", button_style="primary", icon="play")
         self.summary = W.HTML()
         self.table = W.HTML()
         self.figure = go.FigureWidget()
-        self.figure.update_layout(height=400, template="plotly_white", margin=dict(l=60, r=20, t=50, b=110),
-                                  barmode="overlay", legend=dict(orientation="h", y=-0.3, x=0),
-                                  xaxis_title="subgroup", yaxis_title="metric")
+        self.figure.update_layout(
+            height=400,
+            template="plotly_white",
+            margin=dict(l=60, r=20, t=50, b=110),
+            barmode="overlay",
+            legend=dict(orientation="h", y=-0.3, x=0),
+            xaxis_title="subgroup",
+            yaxis_title="metric",
+        )
         self.compute_button.on_click(self.guard(lambda _b: self.compute()))
         self.subscribe("samples", self._on_session_change)
         self.subscribe("active", self._on_session_change)
         self.refresh_options()
-        hint = W.HTML("<div class='msx-caption'>Choose one column, or several for intersections (Ctrl/Cmd-click). "
-                      "Age is grouped in bins. Bars: the metric per subgroup; whiskers: its 95% bootstrap interval; "
-                      "red: the worst group; dashed: all images.</div>", layout=W.Layout(width="360px"))
+        hint = W.HTML(
+            "<div class='msx-caption'>Choose one column, or several for intersections (Ctrl/Cmd-click). "
+            "Age is grouped in bins. Bars: the metric per subgroup; whiskers: its 95% bootstrap interval; "
+            "red: the worst group; dashed: all images.</div>",
+            layout=W.Layout(width="360px"),
+        )
         self.children = [
             W.HBox([W.VBox([self.by, hint]), W.VBox([self.metric, self.n_boot, self.min_group])]),
             W.HBox([self.compute_button, self.job_bar()]),
-            self.error, self.summary, self.figure, self.table,
+            self.error,
+            self.summary,
+            self.figure,
+            self.table,
         ]
 
     # ------------------------------------------------------------------ options
@@ -223,8 +267,10 @@ class FairnessPanel(BasePanel):
         def done(res):
             self.result, self.overall = res
             self.draw()
-            self.status.value = (f"<span class='msx-caption'>{html.escape(name)}: {len(self.result)} subgroups of "
-                                 f"{html.escape(' & '.join(by))}, {n_boot} bootstrap resamples</span>")
+            self.status.value = (
+                f"<span class='msx-caption'>{html.escape(name)}: {len(self.result)} subgroups of "
+                f"{html.escape(' & '.join(by))}, {n_boot} bootstrap resamples</span>"
+            )
 
         return self.run_job(work, done, label=f"{metric} by {' & '.join(by)}")
 
@@ -242,29 +288,54 @@ class FairnessPanel(BasePanel):
             self.figure.data = []
             self.figure.layout.annotations = []
             self.figure.layout.shapes = []
-            for mask, name, color in ((~worst_mask, "subgroup", COLORS["synthetic"]), (worst_mask, "worst subgroup", COLORS["worst"])):
+            for mask, name, color in (
+                (~worst_mask, "subgroup", COLORS["synthetic"]),
+                (worst_mask, "worst subgroup", COLORS["worst"]),
+            ):
                 if not mask.any():
                     continue
                 sub = t[mask]
                 self.figure.add_bar(
-                    x=sub["group"].astype(str), y=sub["value"], name=name, marker_color=color,
+                    x=sub["group"].astype(str),
+                    y=sub["value"],
+                    name=name,
+                    marker_color=color,
                     customdata=np.stack([sub["ci_low"], sub["ci_high"], sub["n_real"], sub["n_synthetic"]], -1),
                     hovertemplate="%{x}<br>" + label + " %{y:.3g} [%{customdata[0]:.3g}, %{customdata[1]:.3g}]"
-                                  "<br>%{customdata[2]} real, %{customdata[3]} synthetic<extra></extra>",
+                    "<br>%{customdata[2]} real, %{customdata[3]} synthetic<extra></extra>",
                 )
             # the interval is drawn as it is, centred on its own midpoint: a bootstrap interval of a
             # k-NN metric need not contain the point estimate, and bars anchored on the value would hide that
             mid, half = (t["ci_low"] + t["ci_high"]) / 2, (t["ci_high"] - t["ci_low"]) / 2
-            self.figure.add_scatter(x=groups, y=mid, mode="markers", name="95% bootstrap interval", marker=dict(size=1, color="#333"),
-                                    error_y=dict(type="data", array=half, color="#333", thickness=1.5, width=8),
-                                    customdata=np.stack([t["ci_low"], t["ci_high"]], -1),
-                                    hovertemplate="%{x}: 95% interval [%{customdata[0]:.3g}, %{customdata[1]:.3g}]<extra></extra>")
+            self.figure.add_scatter(
+                x=groups,
+                y=mid,
+                mode="markers",
+                name="95% bootstrap interval",
+                marker=dict(size=1, color="#333"),
+                error_y=dict(type="data", array=half, color="#333", thickness=1.5, width=8),
+                customdata=np.stack([t["ci_low"], t["ci_high"]], -1),
+                hovertemplate="%{x}: 95% interval [%{customdata[0]:.3g}, %{customdata[1]:.3g}]<extra></extra>",
+            )
             if self.overall is not None and np.isfinite(self.overall):
-                self.figure.add_scatter(x=[groups[0], groups[-1]], y=[self.overall, self.overall], mode="lines",
-                                        name="all images", line=dict(color=COLORS["muted"], dash="dash"), hoverinfo="skip")
+                self.figure.add_scatter(
+                    x=[groups[0], groups[-1]],
+                    y=[self.overall, self.overall],
+                    mode="lines",
+                    name="all images",
+                    line=dict(color=COLORS["muted"], dash="dash"),
+                    hoverinfo="skip",
+                )
             w = t[worst_mask].iloc[0]
-            self.figure.add_annotation(x=str(w["group"]), y=float(max(w["ci_high"], w["value"])), text=f"worst: {w['group']}",
-                                       showarrow=True, arrowhead=2, ay=-30, font=dict(color=COLORS["worst"]))
+            self.figure.add_annotation(
+                x=str(w["group"]),
+                y=float(max(w["ci_high"], w["value"])),
+                text=f"worst: {w['group']}",
+                showarrow=True,
+                arrowhead=2,
+                ay=-30,
+                font=dict(color=COLORS["worst"]),
+            )
             self.figure.update_layout(
                 xaxis=dict(title="subgroup", type="category", categoryorder="array", categoryarray=groups),
                 yaxis_title=metric_label(metric),
@@ -272,6 +343,6 @@ class FairnessPanel(BasePanel):
             )
         self.summary.value = f"<div style='margin:6px 0'><b>{html.escape(gap['text'])}</b></div>"
         shown = t[["group", "value", "ci_low", "ci_high", "n_real", "n_synthetic"]].rename(
-            columns={"value": label, "ci_low": "95% low", "ci_high": "95% high", "n_real": "real", "n_synthetic": "synthetic"})
+            columns={"value": label, "ci_low": "95% low", "ci_high": "95% high", "n_real": "real", "n_synthetic": "synthetic"}
+        )
         self.table.value = html_table(shown)
-

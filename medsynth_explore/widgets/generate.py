@@ -44,8 +44,11 @@ class GeneratePanel(BasePanel):
         self.seed = W.IntText(value=0, description="Seed", layout=W.Layout(width="180px"))
         self.steps = W.IntSlider(value=20, min=2, max=100, description="Steps")
         self.guidance = W.FloatSlider(value=2.0, min=0.0, max=10.0, step=0.25, description="Guidance")
-        self.prompt = W.Textarea(placeholder="free text, e.g. 'Small left pleural effusion.'", description="Prompt",
-                                 layout=W.Layout(width="98%", height="48px"))
+        self.prompt = W.Textarea(
+            placeholder="free text, e.g. 'Small left pleural effusion.'",
+            description="Prompt",
+            layout=W.Layout(width="98%", height="48px"),
+        )
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.on_click(self.guard(lambda _b: self.generate()))
         self.grid = W.VBox()
@@ -75,15 +78,23 @@ class GeneratePanel(BasePanel):
         for c in schema:
             if c.kind == "continuous":
                 lo, hi = c.range
-                slider = W.FloatSlider(value=round((lo + hi) / 2), min=lo, max=hi, step=1.0, description=c.name.capitalize(),
-                                       readout_format=".0f", disabled=True)
+                slider = W.FloatSlider(
+                    value=round((lo + hi) / 2),
+                    min=lo,
+                    max=hi,
+                    step=1.0,
+                    description=c.name.capitalize(),
+                    readout_format=".0f",
+                    disabled=True,
+                )
                 free = W.Checkbox(value=True, description=ANY, indent=False, layout=W.Layout(width="70px"))
                 free.observe(lambda ch, s=slider: setattr(s, "disabled", ch["new"]), names="value")
                 self.controls[c.name] = (slider, free)
                 rows.append(W.HBox([slider, free]))
             elif c.kind == "categorical":
-                tb = W.ToggleButtons(options=[ANY, *c.values], value=ANY, description=c.name.capitalize(),
-                                     style={"button_width": "60px"})
+                tb = W.ToggleButtons(
+                    options=[ANY, *c.values], value=ANY, description=c.name.capitalize(), style={"button_width": "60px"}
+                )
                 self.controls[c.name] = tb
                 rows.append(tb)
             elif c.kind == "findings":
@@ -108,9 +119,16 @@ class GeneratePanel(BasePanel):
         # models that can guide single conditions (the diffusion model) get one slider per condition
         current = getattr(gen, "condition_guidance", None) or {}
         self.condition_guidance = {
-            k: W.FloatSlider(value=float(current.get(k, 0.0)), min=0.0, max=10.0, step=0.5, description=f"Guide {k}",
-                             style={"description_width": "initial"}, layout=W.Layout(width="270px"),
-                             tooltip=f"extra guidance for {k} alone (one more network pass a step; 0 = off)")
+            k: W.FloatSlider(
+                value=float(current.get(k, 0.0)),
+                min=0.0,
+                max=10.0,
+                step=0.5,
+                description=f"Guide {k}",
+                style={"description_width": "initial"},
+                layout=W.Layout(width="270px"),
+                tooltip=f"extra guidance for {k} alone (one more network pass a step; 0 = off)",
+            )
             for k in getattr(gen, "guidable_conditions", [])
         }
         if extra:
@@ -192,7 +210,11 @@ def _caption(row) -> str:
         asked.append(str(row["sex"]))
     findings = [f for f in ("cardiomegaly", "nodule", "effusion", "pneumothorax") if f in row and row[f] == 1]
     lines = [f"<b>asked</b> {' '.join(asked)} {', '.join(findings) or 'no finding'}"]
-    seen = [f"{f[2:]} {row[f]:.2f}" for f in ("p_cardiomegaly", "p_nodule", "p_effusion", "p_pneumothorax") if f in row and row[f] >= 0.5]
+    seen = [
+        f"{f[2:]} {row[f]:.2f}"
+        for f in ("p_cardiomegaly", "p_nodule", "p_effusion", "p_pneumothorax")
+        if f in row and row[f] >= 0.5
+    ]
     if "p_female" in row:
         sex = "F" if row["p_female"] >= 0.5 else "M"
         lines.append(f"<b>seen</b> {row['age_seen']:.0f}y {sex} {', '.join(seen) or 'no finding'}")

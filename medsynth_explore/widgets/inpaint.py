@@ -34,15 +34,27 @@ class InpaintPanel(BasePanel):
     def __init__(self, session: Any, runner: Any = None, **kwargs: Any) -> None:
         super().__init__(session, runner, **kwargs)
         self.last_result = None
-        self.source = W.ToggleButtons(options=["real", "synthetic"], value="real", description="Image", style={"button_width": "80px"})
-        self.index = W.BoundedIntText(value=0, min=0, max=max(len(session.reference) - 1, 0), description="Index", layout=W.Layout(width="170px"))
+        self.source = W.ToggleButtons(
+            options=["real", "synthetic"], value="real", description="Image", style={"button_width": "80px"}
+        )
+        self.index = W.BoundedIntText(
+            value=0, min=0, max=max(len(session.reference) - 1, 0), description="Index", layout=W.Layout(width="170px")
+        )
         self.canvas = MaskCanvas(brush=3, display_size=320)
         self.brush = W.IntSlider(value=3, min=1, max=12, description="Brush (px)")
         self.mode = W.ToggleButtons(options=["paint", "erase"], value="paint", style={"button_width": "64px"})
         self.clear_button = W.Button(description="Clear", icon="eraser", layout=W.Layout(width="90px"))
         self.undo_button = W.Button(description="Undo", icon="undo", layout=W.Layout(width="90px"))
-        self.findings = {f: W.Dropdown(options=["keep as drawn", "add", "remove"], value="keep as drawn", description=f,
-                                       layout=W.Layout(width="260px"), style={"description_width": "100px"}) for f in FINDINGS}
+        self.findings = {
+            f: W.Dropdown(
+                options=["keep as drawn", "add", "remove"],
+                value="keep as drawn",
+                description=f,
+                layout=W.Layout(width="260px"),
+                style={"description_width": "100px"},
+            )
+            for f in FINDINGS
+        }
         self.prompt = W.Text(placeholder="optional prompt for text models", description="Prompt", layout=W.Layout(width="98%"))
         self.seed = W.IntText(value=0, description="Seed", layout=W.Layout(width="170px"))
         self.run_button = W.Button(description="Inpaint", button_style="primary", icon="magic")
@@ -55,10 +67,23 @@ class InpaintPanel(BasePanel):
         self.index.observe(self.guard(lambda _c: self.load_image()), names="value")
         self.run_button.on_click(self.guard(lambda _b: self.inpaint()))
         self.load_image()
-        left = W.VBox([W.HBox([self.source, self.index]), self.canvas, W.HBox([self.brush, self.mode]),
-                       W.HBox([self.clear_button, self.undo_button])])
-        right = W.VBox([W.HTML("<b>What to put in the masked region</b>"), *self.findings.values(), self.prompt, self.seed,
-                        W.HBox([self.run_button, self.job_bar()])])
+        left = W.VBox(
+            [
+                W.HBox([self.source, self.index]),
+                self.canvas,
+                W.HBox([self.brush, self.mode]),
+                W.HBox([self.clear_button, self.undo_button]),
+            ]
+        )
+        right = W.VBox(
+            [
+                W.HTML("<b>What to put in the masked region</b>"),
+                *self.findings.values(),
+                self.prompt,
+                self.seed,
+                W.HBox([self.run_button, self.job_bar()]),
+            ]
+        )
         self.children = [W.HBox([left, right], layout=W.Layout(grid_gap="16px")), self.error, self.result_box]
 
     def _set(self):
@@ -120,20 +145,30 @@ class InpaintPanel(BasePanel):
     def show(self, res) -> None:
         """Before / after / difference and the measured change."""
         self.last_result = res
-        ims = W.HBox([
-            W.VBox([W.HTML("<b>before</b>"), image_widget(res.before, 200)]),
-            W.VBox([W.HTML("<b>after</b>"), image_widget(res.after, 200)]),
-            W.VBox([W.HTML("<b>after − before</b>"), image_widget(res.difference, 200, cmap="diverging")]),
-        ])
-        facts = (f"<div class='msx-metric'>PSNR outside mask<b>{res.psnr_outside:.1f} dB</b></div>"
-                 f"<div class='msx-metric'>SSIM outside mask<b>{res.ssim_outside:.3f}</b></div>"
-                 f"<div class='msx-metric'>mask area<b>{100 * res.mask.mean():.1f}%</b></div>")
+        ims = W.HBox(
+            [
+                W.VBox([W.HTML("<b>before</b>"), image_widget(res.before, 200)]),
+                W.VBox([W.HTML("<b>after</b>"), image_widget(res.after, 200)]),
+                W.VBox([W.HTML("<b>after − before</b>"), image_widget(res.difference, 200, cmap="diverging")]),
+            ]
+        )
+        facts = (
+            f"<div class='msx-metric'>PSNR outside mask<b>{res.psnr_outside:.1f} dB</b></div>"
+            f"<div class='msx-metric'>SSIM outside mask<b>{res.ssim_outside:.3f}</b></div>"
+            f"<div class='msx-metric'>mask area<b>{100 * res.mask.mean():.1f}%</b></div>"
+        )
         table = ""
         if res.probability_change is not None:
             import pandas as pd
 
-            df = pd.DataFrame({"output": res.probs_before.index, "before": res.probs_before.values,
-                               "after": res.probs_after.values, "change": res.probability_change.values})
+            df = pd.DataFrame(
+                {
+                    "output": res.probs_before.index,
+                    "before": res.probs_before.values,
+                    "after": res.probs_after.values,
+                    "change": res.probability_change.values,
+                }
+            )
             table = "<b>Reference classifier</b>" + html_table(df)
         elif self.session.classifier_error:
             table = f"<span class='msx-caption'>{html.escape(self.session.classifier_error)}</span>"

@@ -43,15 +43,23 @@ class MetricsPanel(BasePanel):
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.refresh_button = W.Button(description="Recompute", icon="refresh")
         self.numbers = W.HTML()
-        self.figure = go.FigureWidget(make_subplots(rows=1, cols=3, subplot_titles=("FID", "KID", "precision / recall / coverage")))
-        self.figure.update_layout(height=300, margin=dict(l=40, r=10, t=40, b=40), template="plotly_white",
-                                  legend=dict(orientation="h", y=-0.25))
+        self.figure = go.FigureWidget(
+            make_subplots(rows=1, cols=3, subplot_titles=("FID", "KID", "precision / recall / coverage"))
+        )
+        self.figure.update_layout(
+            height=300, margin=dict(l=40, r=10, t=40, b=40), template="plotly_white", legend=dict(orientation="h", y=-0.25)
+        )
         for c in (1, 2, 3):
             self.figure.update_xaxes(title_text="synthetic images (N)", type="log", row=1, col=c)
         self.run_button.on_click(self.guard(lambda _b: self.run()))
         self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
-        self.children = [W.HBox([self.total, self.batch]), W.HBox([self.run_button, self.refresh_button, self.job_bar()]),
-                         self.error, self.numbers, self.figure]
+        self.children = [
+            W.HBox([self.total, self.batch]),
+            W.HBox([self.run_button, self.refresh_button, self.job_bar()]),
+            self.error,
+            self.numbers,
+            self.figure,
+        ]
 
     def refresh(self, clip_scores: np.ndarray | None = None) -> dict:
         """Recompute the metrics on the samples kept so far and redraw."""
@@ -78,24 +86,43 @@ class MetricsPanel(BasePanel):
             if o.spread and o.spread in last and pd.notna(last[o.spread]):
                 val += f" ± {last[o.spread]:.4f}"
             cells.append(f"<div class='msx-metric'>{o.label} <span class='msx-caption'>({o.hint})</span><b>{val}</b></div>")
-        self.numbers.value = (f"<div><span class='msx-caption'>{html.escape(str(last['generator']))}, N = {int(last['n'])} synthetic vs "
-                              f"{len(self.session.reference)} real, encoder {html.escape(self.session.encoder.id)}</span><br>"
-                              + "".join(cells) + "</div>")
+        self.numbers.value = (
+            f"<div><span class='msx-caption'>{html.escape(str(last['generator']))}, N = {int(last['n'])} synthetic vs "
+            f"{len(self.session.reference)} real, encoder {html.escape(self.session.encoder.id)}</span><br>"
+            + "".join(cells)
+            + "</div>"
+        )
         with self.figure.batch_update():
             self.figure.data = []
             for g, (name, h) in enumerate(self.history.groupby("generator", sort=False)):
                 color = SERIES[g % len(SERIES)]
                 n = h["n"].to_numpy(float)
-                self.figure.add_trace(go.Scatter(x=n, y=h["fid"], name=f"{name} FID", mode="lines+markers", line=dict(color=color)), row=1, col=1)
+                self.figure.add_trace(
+                    go.Scatter(x=n, y=h["fid"], name=f"{name} FID", mode="lines+markers", line=dict(color=color)), row=1, col=1
+                )
                 if "kid_std" in h:
                     err = dict(type="data", array=h["kid_std"].to_numpy(float), visible=True)
                 else:
                     err = None
-                self.figure.add_trace(go.Scatter(x=n, y=h["kid"], error_y=err, name=f"{name} KID", mode="lines+markers",
-                                                 line=dict(color=color), showlegend=False), row=1, col=2)
+                self.figure.add_trace(
+                    go.Scatter(
+                        x=n,
+                        y=h["kid"],
+                        error_y=err,
+                        name=f"{name} KID",
+                        mode="lines+markers",
+                        line=dict(color=color),
+                        showlegend=False,
+                    ),
+                    row=1,
+                    col=2,
+                )
                 for dash, key in (("solid", "precision"), ("dash", "recall"), ("dot", "coverage")):
-                    self.figure.add_trace(go.Scatter(x=n, y=h[key], name=f"{name} {key}", mode="lines+markers",
-                                                     line=dict(color=color, dash=dash)), row=1, col=3)
+                    self.figure.add_trace(
+                        go.Scatter(x=n, y=h[key], name=f"{name} {key}", mode="lines+markers", line=dict(color=color, dash=dash)),
+                        row=1,
+                        col=3,
+                    )
 
     def run(self):
         """Draw ``total`` samples in batches, refreshing the metrics after each batch."""
@@ -119,5 +146,8 @@ class MetricsPanel(BasePanel):
             job.progress(done, total)
             return done
 
-        return self.run_job(work, lambda n: setattr(self.status, "value", f"<span class='msx-caption'>{n} samples drawn</span>"),
-                            label=f"drawing {total} samples from {name}")
+        return self.run_job(
+            work,
+            lambda n: setattr(self.status, "value", f"<span class='msx-caption'>{n} samples drawn</span>"),
+            label=f"drawing {total} samples from {name}",
+        )

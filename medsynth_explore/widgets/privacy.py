@@ -75,16 +75,32 @@ def privacy_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     ratio = rate / hrate if m else float("nan")
     flag = bool(p < 0.01 and (m == 0 or ratio > 2))
     few = m < 5
-    text = (f"{k} of {n} synthetic images ({100 * rate:.1f}%) lie closer to a training image than the "
-            f"{100 * q:g}% quantile of held-out distances (distance < {t:.3g}); {m} of {h} held-out images "
-            f"({100 * hrate:.1f}%) do. Fisher exact test (one-sided): p = {p:.2g}. "
-            f"Median nearest-training distance: synthetic {np.median(syn):.3g}, held-out {np.median(hold):.3g}.")
+    text = (
+        f"{k} of {n} synthetic images ({100 * rate:.1f}%) lie closer to a training image than the "
+        f"{100 * q:g}% quantile of held-out distances (distance < {t:.3g}); {m} of {h} held-out images "
+        f"({100 * hrate:.1f}%) do. Fisher exact test (one-sided): p = {p:.2g}. "
+        f"Median nearest-training distance: synthetic {np.median(syn):.3g}, held-out {np.median(hold):.3g}."
+    )
     if few:
-        text += (f" The threshold rests on only {m} held-out image(s): use a larger quantile or more held-out images "
-                 "for a steadier copy rate.")
-    return {"n_close": k, "n": n, "copy_rate": rate, "holdout_close": m, "n_holdout": h, "holdout_rate": hrate,
-            "ratio": ratio, "p_value": p, "flag": flag, "few_holdout": few,
-            "median_synthetic": float(np.median(syn)), "median_holdout": float(np.median(hold)), "text": text}
+        text += (
+            f" The threshold rests on only {m} held-out image(s): use a larger quantile or more held-out images "
+            "for a steadier copy rate."
+        )
+    return {
+        "n_close": k,
+        "n": n,
+        "copy_rate": rate,
+        "holdout_close": m,
+        "n_holdout": h,
+        "holdout_rate": hrate,
+        "ratio": ratio,
+        "p_value": p,
+        "flag": flag,
+        "few_holdout": few,
+        "median_synthetic": float(np.median(syn)),
+        "median_holdout": float(np.median(hold)),
+        "text": text,
+    }
 
 
 class PrivacyPanel(BasePanel):
@@ -126,26 +142,43 @@ class PrivacyPanel(BasePanel):
     def __init__(self, session: Any, runner: Any = None, **kwargs: Any) -> None:
         super().__init__(session, runner, **kwargs)
         self.result: dict | None = None
-        self.quantile = W.Dropdown(options=[("0.5%", 0.005), ("1%", 0.01), ("2%", 0.02), ("5%", 0.05)], value=0.01,
-                                   description="Threshold", tooltip="quantile of the held-out-to-train distances",
-                                   layout=W.Layout(width="220px"))
+        self.quantile = W.Dropdown(
+            options=[("0.5%", 0.005), ("1%", 0.01), ("2%", 0.02), ("5%", 0.05)],
+            value=0.01,
+            description="Threshold",
+            tooltip="quantile of the held-out-to-train distances",
+            layout=W.Layout(width="220px"),
+        )
         self.n_pairs = W.IntSlider(value=6, min=1, max=8, description="Pairs shown")
         self.compute_button = W.Button(description="Compute", button_style="primary", icon="play")
         self.source = W.HTML()
         self.summary = W.HTML()
         self.pairs = W.GridBox(layout=W.Layout(grid_template_columns="repeat(4, 250px)", grid_gap="8px"))
         self.figure = go.FigureWidget()
-        self.figure.update_layout(height=360, template="plotly_white", barmode="overlay", margin=dict(l=60, r=20, t=30, b=100),
-                                  xaxis_title="distance to the nearest training image (feature space)",
-                                  yaxis_title="share of images", legend=dict(orientation="h", y=-0.3, x=0))
+        self.figure.update_layout(
+            height=360,
+            template="plotly_white",
+            barmode="overlay",
+            margin=dict(l=60, r=20, t=30, b=100),
+            xaxis_title="distance to the nearest training image (feature space)",
+            yaxis_title="share of images",
+            legend=dict(orientation="h", y=-0.3, x=0),
+        )
         self.compute_button.on_click(self.guard(lambda _b: self.compute()))
         self.n_pairs.observe(self.guard(lambda _c: self.draw_pairs()), names="value")
-        hint = W.HTML("<div class='msx-caption'>Threshold: a synthetic image closer to a training image than this share of "
-                      "held-out real images counts as a possible copy.</div>", layout=W.Layout(width="420px"))
+        hint = W.HTML(
+            "<div class='msx-caption'>Threshold: a synthetic image closer to a training image than this share of "
+            "held-out real images counts as a possible copy.</div>",
+            layout=W.Layout(width="420px"),
+        )
         self.children = [
-            W.HBox([self.quantile, self.n_pairs]), hint,
+            W.HBox([self.quantile, self.n_pairs]),
+            hint,
             W.HBox([self.compute_button, self.job_bar()]),
-            self.error, self.source, self.summary, self.figure,
+            self.error,
+            self.source,
+            self.summary,
+            self.figure,
             W.HTML("<b>Closest pairs</b> <span class='msx-caption'>(left: synthetic, right: its nearest training image)</span>"),
             self.pairs,
         ]
@@ -181,37 +214,74 @@ class PrivacyPanel(BasePanel):
         summary = privacy_summary(res)
         given = getattr(self.session, "_train", None) is not None
         train = res["train"]
-        self.source.value = ("<div class='msx-caption'>" + (
-            f"Training set: the {len(train)} training images given to the session."
-            if given else
-            f"No training set was given: the reference is split in halves ({len(train)} as 'train'), so this measures "
-            "how close samples come to real images, not copying of the generator's own training data. "
-            "Pass train= and holdout= to Session to test for copying.") +
-            f" Features: {html.escape(str(getattr(self.session.encoder, 'id', '?')))}.</div>")
+        self.source.value = (
+            "<div class='msx-caption'>"
+            + (
+                f"Training set: the {len(train)} training images given to the session."
+                if given
+                else f"No training set was given: the reference is split in halves ({len(train)} as 'train'), so this measures "
+                "how close samples come to real images, not copying of the generator's own training data. "
+                "Pass train= and holdout= to Session to test for copying."
+            )
+            + f" Features: {html.escape(str(getattr(self.session.encoder, 'id', '?')))}.</div>"
+        )
         color = COLORS["worst"] if summary["flag"] else COLORS["ok"]
-        verdict = ("More synthetic images sit this close to training images than held-out real images do: inspect the closest pairs."
-                   if summary["flag"] else "No excess of near-copies over held-out real images at this threshold.")
-        self.summary.value = (f"<div><span class='msx-metric'>Copy rate <b style='color:{color}'>{100 * summary['copy_rate']:.1f}%</b></span>"
-                              f"<span class='msx-metric'>Held-out rate (no copying) <b>{100 * summary['holdout_rate']:.1f}%</b></span>"
-                              f"<span class='msx-metric'>Fisher p (one-sided) <b>{summary['p_value']:.2g}</b></span></div>"
-                              f"<div style='color:{color}'>{html.escape(verdict)}</div>"
-                              f"<div class='msx-caption'>{html.escape(summary['text'])}</div>")
+        verdict = (
+            "More synthetic images sit this close to training images than held-out real images do: inspect the closest pairs."
+            if summary["flag"]
+            else "No excess of near-copies over held-out real images at this threshold."
+        )
+        self.summary.value = (
+            f"<div><span class='msx-metric'>Copy rate <b style='color:{color}'>{100 * summary['copy_rate']:.1f}%</b></span>"
+            f"<span class='msx-metric'>Held-out rate (no copying) <b>{100 * summary['holdout_rate']:.1f}%</b></span>"
+            f"<span class='msx-metric'>Fisher p (one-sided) <b>{summary['p_value']:.2g}</b></span></div>"
+            f"<div style='color:{color}'>{html.escape(verdict)}</div>"
+            f"<div class='msx-caption'>{html.escape(summary['text'])}</div>"
+        )
         edges = np.histogram_bin_edges(np.concatenate([syn, hold]), bins=30)
         bins = dict(start=float(edges[0]), end=float(edges[-1]), size=float(max(edges[1] - edges[0], 1e-12)))
         with self.figure.batch_update():
             self.figure.data = []
             self.figure.layout.shapes = []
             self.figure.layout.annotations = []
-            self.figure.add_histogram(x=hold, name=f"held-out → train (n={hold.size})", histnorm="probability", xbins=bins,
-                                      marker_color=COLORS["real"], opacity=0.6)
-            self.figure.add_histogram(x=syn, name=f"synthetic ({html.escape(str(res['generator']))}) → train (n={syn.size})",
-                                      histnorm="probability", xbins=bins, marker_color=COLORS["synthetic"], opacity=0.6)
+            self.figure.add_histogram(
+                x=hold,
+                name=f"held-out → train (n={hold.size})",
+                histnorm="probability",
+                xbins=bins,
+                marker_color=COLORS["real"],
+                opacity=0.6,
+            )
+            self.figure.add_histogram(
+                x=syn,
+                name=f"synthetic ({html.escape(str(res['generator']))}) → train (n={syn.size})",
+                histnorm="probability",
+                xbins=bins,
+                marker_color=COLORS["synthetic"],
+                opacity=0.6,
+            )
             t = float(res["threshold"])  # drawn by hand: add_vline fails inside batch_update of a FigureWidget
-            self.figure.add_shape(type="line", x0=t, x1=t, xref="x", y0=0, y1=1, yref="paper",
-                                  line=dict(color=COLORS["worst"], dash="dash", width=2))
-            self.figure.add_annotation(x=t, y=1, xref="x", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
-                                       text=f"threshold ({100 * float(res['quantile']):g}% of held-out)",
-                                       font=dict(color=COLORS["worst"]))
+            self.figure.add_shape(
+                type="line",
+                x0=t,
+                x1=t,
+                xref="x",
+                y0=0,
+                y1=1,
+                yref="paper",
+                line=dict(color=COLORS["worst"], dash="dash", width=2),
+            )
+            self.figure.add_annotation(
+                x=t,
+                y=1,
+                xref="x",
+                yref="paper",
+                xanchor="left",
+                yanchor="bottom",
+                showarrow=False,
+                text=f"threshold ({100 * float(res['quantile']):g}% of held-out)",
+                font=dict(color=COLORS["worst"]),
+            )
         self.draw_pairs()
 
     def draw_pairs(self) -> None:
@@ -224,7 +294,10 @@ class PrivacyPanel(BasePanel):
         cells = []
         for j, i, d in res["closest"][: int(self.n_pairs.value)]:
             close = d < float(res["threshold"])
-            cap = (f"<div class='msx-caption'>synthetic #{j} ↔ train #{i}<br>distance <b>{d:.3g}</b>"
-                   + (f" <span style='color:{COLORS['worst']}'>(below threshold)</span>" if close else "") + "</div>")
+            cap = (
+                f"<div class='msx-caption'>synthetic #{j} ↔ train #{i}<br>distance <b>{d:.3g}</b>"
+                + (f" <span style='color:{COLORS['worst']}'>(below threshold)</span>" if close else "")
+                + "</div>"
+            )
             cells.append(W.VBox([W.HBox([image_widget(syn_images[j], 112), image_widget(train_images[i], 112)]), W.HTML(cap)]))
         self.pairs.children = cells

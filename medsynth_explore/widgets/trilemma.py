@@ -20,6 +20,7 @@ from .common import SERIES, BasePanel
 
 __all__ = ["TrilemmaPanel", "trilemma_table_html", "AXES"]
 
+
 def _axes() -> dict:
     """Columns of :meth:`Session.trilemma` the panel shows: key -> (label, True when higher is better).
 
@@ -121,21 +122,33 @@ class TrilemmaPanel(BasePanel):
         self.result: pd.DataFrame | None = None
         self.n = W.IntSlider(value=64, min=16, max=1024, step=16, description="Images", tooltip="images drawn per generator")
         self.seed = W.IntText(value=0, description="Seed", layout=W.Layout(width="160px"))
-        self.y_axis = W.ToggleButtons(options=[(AXES[k][0].split(" (")[0], k) for k in AXES if k != "images_per_s"],
-                                      value="fid", description="Vertical axis", style={"button_width": "80px"})
+        self.y_axis = W.ToggleButtons(
+            options=[(AXES[k][0].split(" (")[0], k) for k in AXES if k != "images_per_s"],
+            value="fid",
+            description="Vertical axis",
+            style={"button_width": "80px"},
+        )
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.note = W.HTML()
         self.table = W.HTML()
         self.figure = go.FigureWidget()
-        self.figure.update_layout(height=380, template="plotly_white", margin=dict(l=60, r=20, t=40, b=50),
-                                  xaxis=dict(type="log", title="speed (images/s, log scale)"), legend=dict(orientation="h", y=1.1, x=0))
+        self.figure.update_layout(
+            height=380,
+            template="plotly_white",
+            margin=dict(l=60, r=20, t=40, b=50),
+            xaxis=dict(type="log", title="speed (images/s, log scale)"),
+            legend=dict(orientation="h", y=1.1, x=0),
+        )
         self.run_button.on_click(self.guard(lambda _b: self.run()))
         self.y_axis.observe(self.guard(lambda _c: self.draw()), names="value")
         self.children = [
             W.HBox([self.n, self.seed]),
             self.y_axis,
             W.HBox([self.run_button, self.job_bar()]),
-            self.error, self.note, self.table, self.figure,
+            self.error,
+            self.note,
+            self.table,
+            self.figure,
         ]
 
     def run(self):
@@ -168,24 +181,34 @@ class TrilemmaPanel(BasePanel):
         y = self.y_axis.value
         label = AXES[y][0]
         enc = getattr(self.session.encoder, "id", type(self.session.encoder).__name__)
-        self.note.value = (f"<div class='msx-caption'>Measured now on {html.escape(machine_description())}; "
-                           f"features: {html.escape(str(enc))}; {int(t['n'].iloc[0])} images per generator "
-                           f"against {len(self.session.reference)} reference images. Best of each column in bold. "
-                           "Speed includes the generator's own batching, not feature extraction.</div>")
+        self.note.value = (
+            f"<div class='msx-caption'>Measured now on {html.escape(machine_description())}; "
+            f"features: {html.escape(str(enc))}; {int(t['n'].iloc[0])} images per generator "
+            f"against {len(self.session.reference)} reference images. Best of each column in bold. "
+            "Speed includes the generator's own batching, not feature extraction.</div>"
+        )
         self.table.value = trilemma_table_html(t)
         with self.figure.batch_update():
             self.figure.data = []
             for i, r in t.reset_index(drop=True).iterrows():
                 self.figure.add_scatter(
-                    x=[float(r["images_per_s"])], y=[float(r[y])], mode="markers+text", name=str(r["generator"]),
-                    text=[str(r["generator"])], textposition="top center",
+                    x=[float(r["images_per_s"])],
+                    y=[float(r[y])],
+                    mode="markers+text",
+                    name=str(r["generator"]),
+                    text=[str(r["generator"])],
+                    textposition="top center",
                     marker=dict(size=14, color=SERIES[i % len(SERIES)], line=dict(width=1, color="#333")),
-                    hovertemplate=(f"{html.escape(str(r['generator']))} ({html.escape(str(r.get('family', '')))})<br>"
-                                   "%{x:.3g} images/s<br>" + label + " %{y:.3g}<extra></extra>"),
+                    hovertemplate=(
+                        f"{html.escape(str(r['generator']))} ({html.escape(str(r.get('family', '')))})<br>"
+                        "%{x:.3g} images/s<br>" + label + " %{y:.3g}<extra></extra>"
+                    ),
                 )
             span = t[y].astype(float)
             pad = 0.15 * (span.max() - span.min()) if len(t) > 1 and span.max() > span.min() else 0.1 * max(abs(span.max()), 1e-3)
-            self.figure.update_layout(yaxis=dict(title=label, range=[float(span.min() - pad), float(span.max() + pad)]),
-                                      title=dict(text=f"Speed vs {label.split(' (')[0]}", x=0, font=dict(size=14)))
+            self.figure.update_layout(
+                yaxis=dict(title=label, range=[float(span.min() - pad), float(span.max() + pad)]),
+                title=dict(text=f"Speed vs {label.split(' (')[0]}", x=0, font=dict(size=14)),
+            )
             if not np.isfinite(t["images_per_s"].astype(float)).all():
                 self.show_error("a generator finished too fast to time; draw more images per generator.")

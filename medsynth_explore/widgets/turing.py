@@ -72,6 +72,7 @@ def subgroup_table(scores: pd.DataFrame) -> pd.DataFrame:
     >>> subgroup_table(s).iloc[0].tolist()
     ['overall', '0.50 [0.20, 0.80], n=8', '0.25 [0.05, 0.70], n=4', '0.75 [0.30, 0.95], n=4']
     """
+
     def cell(r) -> str:
         if r["n"] == 0 or not np.isfinite(r["value"]):
             return "n=0"
@@ -140,24 +141,53 @@ class TuringPanel(BasePanel):
         self.n = W.IntSlider(value=10, min=1, max=200, description="Per source", tooltip="images of each kind (real, synthetic)")
         self.seed = W.IntText(value=0, description="Seed", layout=W.Layout(width="160px"))
         self.ask_confidence = W.Checkbox(value=False, description="Ask for confidence", indent=False)
-        self.confidence = W.FloatSlider(value=0.75, min=0.5, max=1.0, step=0.05, description="Confidence", readout_format=".2f",
-                                        tooltip="0.5 = guessing, 1 = certain", layout=W.Layout(display="none"))
+        self.confidence = W.FloatSlider(
+            value=0.75,
+            min=0.5,
+            max=1.0,
+            step=0.05,
+            description="Confidence",
+            readout_format=".2f",
+            tooltip="0.5 = guessing, 1 = certain",
+            layout=W.Layout(display="none"),
+        )
         self.start_button = W.Button(description="Start", button_style="primary", icon="play")
         self.real_button = W.Button(description="Real", icon="user", disabled=True, layout=W.Layout(width="140px", height="40px"))
-        self.synthetic_button = W.Button(description="Synthetic", icon="cogs", disabled=True, layout=W.Layout(width="140px", height="40px"))
-        self.image = W.Image(format="png", layout=W.Layout(width=f"{self.display_px}px", height=f"{self.display_px}px",
-                                                           border="1px solid #ddd"))
+        self.synthetic_button = W.Button(
+            description="Synthetic", icon="cogs", disabled=True, layout=W.Layout(width="140px", height="40px")
+        )
+        self.image = W.Image(
+            format="png", layout=W.Layout(width=f"{self.display_px}px", height=f"{self.display_px}px", border="1px solid #ddd")
+        )
         self.position = W.HTML()
         self.results = W.HTML()
-        self.ask_confidence.observe(lambda ch: setattr(self.confidence.layout, "display", "" if ch["new"] else "none"), names="value")
+        self.ask_confidence.observe(
+            lambda ch: setattr(self.confidence.layout, "display", "" if ch["new"] else "none"), names="value"
+        )
         self.start_button.on_click(self.guard(lambda _b: self.start()))
         self.real_button.on_click(self.guard(lambda _b: self.answer("real")))
         self.synthetic_button.on_click(self.guard(lambda _b: self.answer("synthetic")))
-        setup = W.VBox([W.HBox([self.reader, self.out_dir]), W.HBox([self.n, self.seed, self.ask_confidence]),
-                        W.HBox([self.start_button, self.job_bar()])])
-        reading = W.HBox([self.image, W.VBox([self.position, W.HBox([self.real_button, self.synthetic_button]), self.confidence,
-                                              W.HTML("<div class='msx-caption'>Is this image a real radiograph or a synthetic one?</div>")],
-                                             layout=W.Layout(margin="0 0 0 16px"))])
+        setup = W.VBox(
+            [
+                W.HBox([self.reader, self.out_dir]),
+                W.HBox([self.n, self.seed, self.ask_confidence]),
+                W.HBox([self.start_button, self.job_bar()]),
+            ]
+        )
+        reading = W.HBox(
+            [
+                self.image,
+                W.VBox(
+                    [
+                        self.position,
+                        W.HBox([self.real_button, self.synthetic_button]),
+                        self.confidence,
+                        W.HTML("<div class='msx-caption'>Is this image a real radiograph or a synthetic one?</div>"),
+                    ],
+                    layout=W.Layout(margin="0 0 0 16px"),
+                ),
+            ]
+        )
         self.children = [setup, self.error, reading, self.results]
 
     # ------------------------------------------------------------------ study
@@ -179,13 +209,17 @@ class TuringPanel(BasePanel):
         def work(job):
             if need > 0:  # distinct seed stream from what the Generate panel draws by default
                 self.session.generate(need, generator=name, seed=1_000_000 + seed, callback=job.progress)
-            return TuringStudy(self.session.reference, self.session.synthetic[name], n=n, seed=seed, reader=reader, out_dir=out_dir)
+            return TuringStudy(
+                self.session.reference, self.session.synthetic[name], n=n, seed=seed, reader=reader, out_dir=out_dir
+            )
 
         def done(study):
             self.study = study
             where = f"answers saved to {html.escape(str(study.path))}" if study.path else "answers kept in memory (no folder)"
             resumed = f"; resuming after {study.position} earlier answers" if study.position else ""
-            self.status.value = f"<span class='msx-caption'>{len(study)} images ({html.escape(name)} vs reference); {where}{resumed}</span>"
+            self.status.value = (
+                f"<span class='msx-caption'>{len(study)} images ({html.escape(name)} vs reference); {where}{resumed}</span>"
+            )
             self.show_current()
 
         label = f"drawing {need} samples from {name}" if need > 0 else "preparing the study"
@@ -230,20 +264,33 @@ class TuringPanel(BasePanel):
             r = overall.loc[m]
             val = "–" if r["n"] == 0 else f"{r['value']:.2f}"
             ci = "" if r["n"] == 0 else f"95% CI {r['ci_low']:.2f}–{r['ci_high']:.2f}, n={int(r['n'])}"
-            boxes.append(f"<div class='msx-metric'>{m.capitalize()} <span class='msx-caption'>({hints[m]})</span>"
-                         f"<b>{val}</b><span class='msx-caption'>{ci}</span></div>")
+            boxes.append(
+                f"<div class='msx-metric'>{m.capitalize()} <span class='msx-caption'>({hints[m]})</span>"
+                f"<b>{val}</b><span class='msx-caption'>{ci}</span></div>"
+            )
         lo, hi = overall.loc["accuracy", ["ci_low", "ci_high"]]
         if lo > 0.5:
             verdict = f"<span style='color:{COLORS['ok']}'>This reader tells real from synthetic better than chance.</span>"
         elif hi < 0.5:
-            verdict = f"<span style='color:{COLORS['worst']}'>Below chance: this reader systematically swaps real and synthetic.</span>"
+            verdict = (
+                f"<span style='color:{COLORS['worst']}'>Below chance: this reader systematically swaps real and synthetic.</span>"
+            )
         else:
             verdict = "The interval includes 0.5: no evidence that this reader tells them apart."
-        saved = (f"Answers of {html.escape(self.study.reader)} are in {html.escape(str(self.study.path))}; pool several readers with "
-                 "<code>load_answers(folder)</code> and <code>score_answers</code>." if self.study.path else "")
-        self.results.value = ("<h4>Results</h4>" + "".join(boxes) + f"<div>{verdict}</div>"
-                              + "<h4>Per subgroup</h4>" + html_table(subgroup_table(scores))
-                              + f"<div class='msx-caption'>{saved}</div>")
+        saved = (
+            f"Answers of {html.escape(self.study.reader)} are in {html.escape(str(self.study.path))}; pool several readers with "
+            "<code>load_answers(folder)</code> and <code>score_answers</code>."
+            if self.study.path
+            else ""
+        )
+        self.results.value = (
+            "<h4>Results</h4>"
+            + "".join(boxes)
+            + f"<div>{verdict}</div>"
+            + "<h4>Per subgroup</h4>"
+            + html_table(subgroup_table(scores))
+            + f"<div class='msx-caption'>{saved}</div>"
+        )
         return scores
 
     def _set_buttons(self, enabled: bool) -> None:
