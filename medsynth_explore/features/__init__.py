@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from .base import Encoder, file_hash, state_dict_hash, to_image_array
-from .registry import DEFAULT_ENCODER, default_encoder_name, get_encoder, list_encoders
+from .registry import DEFAULT_ENCODER, default_encoder_name, get_encoder, list_encoders, register_encoder, unregister_encoder
 from .simple import PixelEncoder, RandomCNNEncoder
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "encode_cached",
     "get_encoder",
     "list_encoders",
+    "register_encoder",
+    "unregister_encoder",
     "default_encoder_name",
     "DEFAULT_ENCODER",
     "to_image_array",
