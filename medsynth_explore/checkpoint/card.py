@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ..errors import CheckpointError
 
-__all__ = ["FAMILIES", "CARD_FIELDS", "new_card", "validate_card", "format_card", "machine_description"]
+__all__ = ["FAMILIES", "CARD_FIELDS", "new_card", "validate_card", "format_card", "machine_description", "weights_summary"]
 
 #: Model families a card may declare.
 FAMILIES = ("vae", "gan", "diffusion", "physics", "clip", "classifier")
@@ -143,6 +143,24 @@ def validate_card(card: Any) -> dict:
     return out
 
 
+def weights_summary(card: Mapping[str, Any]) -> str:
+    """``"N tensors, M values"`` from a card's ``tensor_shapes`` (empty when it has none).
+
+    Examples
+    --------
+    >>> weights_summary({"tensor_shapes": {"w": [3, 4], "b": [4]}})
+    '2 tensors, 16 values'
+    """
+    shapes = card.get("tensor_shapes") or {}
+    total = 0
+    for shape in shapes.values():
+        p = 1
+        for d in shape:
+            p *= int(d)
+        total += p
+    return f"{len(shapes)} tensors, {total:,} values" if shapes else ""
+
+
 def _fmt_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -217,12 +235,5 @@ def format_card(card: Mapping[str, Any], sha256: str | None = None) -> str:
         lines += ["", "## Metrics at release", ""] + [f"- {k}: {_fmt_value(v)}" for k, v in c["metrics"].items()]
     lines += ["", "## Architecture", ""] + [f"- {k}: {_fmt_value(v)}" for k, v in c["architecture"].items()]
     if c.get("tensor_shapes"):
-        n = len(c["tensor_shapes"])
-        total = 0
-        for shape in c["tensor_shapes"].values():
-            p = 1
-            for d in shape:
-                p *= int(d)
-            total += p
-        lines.append(f"- weights: {n} tensors, {total:,} values")
+        lines.append(f"- weights: {weights_summary(c)}")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import ipywidgets as W
 
 from ..checkpoint import validate_card
+from ..checkpoint.card import weights_summary
 from ..errors import DataError
 from .common import BasePanel
 
@@ -220,13 +221,7 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
 
     arch_rows = {k: _value(v) for k, v in arch.items()}
     if c.get("tensor_shapes"):
-        total = 0
-        for shape in c["tensor_shapes"].values():
-            p = 1
-            for d in shape:
-                p *= int(d)
-            total += p
-        arch_rows["weights"] = f"{len(c['tensor_shapes'])} tensors, {total:,} values"
+        arch_rows["weights"] = weights_summary(c)
     parts.append(
         "<details><summary><b>Architecture</b></summary>" + _kv_table(arch_rows, labels={k: k for k in arch_rows}) + "</details>"
     )
