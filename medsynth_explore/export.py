@@ -5,7 +5,9 @@ workers) into a folder::
 
     out/
       images/000000.png ...        16-bit grey PNG (8-bit RGB for colour models),
-                                   each labelled AI-generated in PNG text chunks
+                                   each labelled AI-generated in PNG text chunks and
+                                   XMP, with an invisible watermark in its pixels and,
+                                   when a signer is given, a signed C2PA manifest
       shards/shard-00000.npz ...   optional (npz=True): uint16 images + image index
       metadata.csv                 one row per image, "filename" column first
       metadata.parquet             the same table
@@ -17,7 +19,23 @@ workers) into a folder::
 :func:`read_manifest` and :func:`read_shard` (from
 :mod:`medsynth_explore.shards`, which export shares with
 :mod:`medsynth_explore.scale`) read it shard by shard, and :func:`verify`
-checks it against its manifest.
+checks it against its manifest (hashes, counts, labels, and per file the
+C2PA manifest: missing, invalid or tampered).
+
+Provenance (:mod:`medsynth_explore.provenance`): every image large enough
+(64 blocks of 8 x 8 pixels, e.g. 64 x 64) carries an invisible watermark
+(the AI-generated flag and the checkpoint SHA-256's first 4 hex digits),
+embedded before the PNG (and NPZ) is written, so both hold the same marked
+pixels. With ``signer=`` each PNG is then signed with a C2PA manifest (a
+``c2pa.created`` action, trainedAlgorithmicMedia, with generator,
+checkpoint SHA-256, model-card digest, seed, sampler settings and
+conditions); the SHA-256 in ``manifest.json`` is of the final, signed file.
+
+Determinism: the same seed gives byte-identical files whatever the workers,
+except inside the C2PA manifest store of signed images, where c2pa-rs draws
+random salts (see :mod:`medsynth_explore.provenance.c2pa`); for those files
+``manifest.json`` also records ``sha256_without_c2pa``, the hash of the file
+with its manifest store removed, which is the same from run to run.
 
 Robustness: every file is written to a temporary name and renamed into
 place. A shard counts as complete once a record of it (with the hashes of
@@ -45,6 +63,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import CancelledError, DataError
+from .provenance import watermark as _wm
+from .provenance.c2pa import C2PASigner, created_manifest, read_c2pa, sign_bytes
 from .shards import (
     DEFAULT_SHARD_SIZE,
     FORMAT,
@@ -263,8 +283,14 @@ def _write_shard(
     files: dict[str, dict] = {}
     rows, bits_seen = [], set()
     meta = ims.metadata.reset_index(drop=True)
-    sampler = _dumps({"steps": settings.get("steps"), "guidance": settings.get("guidance"), "prompt": settings.get("prompt")})
+    sampler_settings = {"steps": settings.get("steps"), "guidance": settings.get("guidance"), "prompt": settings.get("prompt")}
+    sampler = _dumps(sampler_settings)
     xmp = _xmp_packet(gen_name)
+    images = ims.images
+    marked = bool(settings.get("watermark")) and _wm.can_embed(images.shape)
+    if marked:  # before anything is written, so that PNG and NPZ hold the same marked pixels
+        images = _wm.embed(images, settings["watermark_prefix"], settings["watermark_key"])
+    signer = settings.get("signer")
     for i in range(count):
         index = start + i
         name = f"images/{index:0{width}d}.png"
@@ -292,10 +318,40 @@ def _write_shard(
             "sampler": sampler,
             "XML:com.adobe.xmp": xmp,
         }
-        data, bits = _png_bytes(ims.images[i], text)
+        if marked:
+            text["watermark"] = (
+                f"invisible-watermark dwtDctSvd, medsynth-explore format {_wm.VERSION}, "
+                f"model SHA-256 prefix {settings['watermark_prefix']}"
+            )
+        data, bits = _png_bytes(images[i], text)
         bits_seen.add(bits)
+        entry: dict = {}
+        if signer is not None:
+            unsigned = data
+            params = {
+                "generator": gen_name,
+                "checkpoint_sha256": str(settings["checkpoint_sha256"]),
+                "model_card_sha256": settings.get("model_card_sha256"),
+                "seed": seed,
+                "export_seed": settings["seed"],
+                "shard": k,
+                "index": index,
+                "image_seed": row.get("image_seed"),
+                "sampler": sampler_settings,
+                "conditions": requested if requested is not None else {},
+                "watermark": {"embedded": marked, "model_sha256_prefix": settings["watermark_prefix"] if marked else None},
+            }
+            manifest = created_manifest(
+                Path(name).name,
+                "image/png",
+                _jsonable(params),
+                label_parts=(token, name),
+                software={"name": "medsynth-explore", "version": str(settings["package_version"])},
+            )
+            data = sign_bytes(unsigned, signer, manifest, fmt="image/png")
+            entry = {"sha256_without_c2pa": _sha256_bytes(unsigned)}
         _atomic_write(folder / name, data)
-        files[name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
+        files[name] = {"sha256": _sha256_bytes(data), "bytes": len(data), **entry}
         rows.append(
             {
                 "filename": name,
@@ -307,10 +363,10 @@ def _write_shard(
         )
     if settings.get("npz"):
         name = f"shards/shard-{k:05d}.npz"
-        if ims.images.shape[1] == 1:
-            q = np.rint(ims.images * 65535.0).astype(np.uint16)
+        if images.shape[1] == 1:
+            q = np.rint(images * 65535.0).astype(np.uint16)
         else:
-            q = np.rint(ims.images * 255.0).astype(np.uint8)
+            q = np.rint(images * 255.0).astype(np.uint8)
         data = _npz_bytes({"images": q, "index": np.arange(start, start + count, dtype=np.int64)})
         _atomic_write(folder / name, data)
         files[name] = {"sha256": _sha256_bytes(data), "bytes": len(data)}
@@ -323,6 +379,8 @@ def _write_shard(
         "channels": int(ims.images.shape[1]),
         "height": int(ims.images.shape[2]),
         "width": int(ims.images.shape[3]),
+        "watermark": marked,
+        "signed": signer is not None,
         "files": files,
         "rows": rows,
         "token": token,
@@ -364,6 +422,9 @@ def export(
     client: Any = None,
     callback: ProgressCallback | None = None,
     overwrite: bool = False,
+    watermark: bool = True,
+    watermark_key: str = _wm.DEFAULT_KEY,
+    signer: C2PASigner | None = None,
 ) -> Path:
     """Sample ``n`` images from a generator into a data set folder with full provenance.
 
@@ -400,6 +461,19 @@ def export(
     overwrite : bool
         Replace a folder holding anything other than an unfinished export
         with the same settings.
+    watermark : bool
+        Embed the invisible watermark (:mod:`medsynth_explore.provenance.watermark`)
+        in every image large enough to carry it (64 blocks of 8 x 8 pixels,
+        e.g. 64 x 64). Smaller images are written unmarked; ``manifest.json``
+        (``provenance.watermark``) and :func:`verify` say so, and a warning is
+        issued.
+    watermark_key : str
+        Key of the watermark; the default is public (anyone with this package
+        can read the mark). Readers need the same key.
+    signer : C2PASigner, optional
+        Sign every PNG with a C2PA manifest
+        (:func:`medsynth_explore.provenance.c2pa.make_test_signer` makes an
+        untrusted local one for tests). Nothing is fetched from the network.
 
     Returns
     -------
@@ -428,6 +502,14 @@ def export(
     n = check_int(n, "n", 1)
     seed = check_int(seed, "seed", 0)
     shard_size = check_int(shard_size, "shard_size", 1)
+    if signer is not None and not isinstance(signer, C2PASigner):
+        raise DataError(
+            f"signer must be a medsynth_explore.provenance.C2PASigner (e.g. C2PASigner.from_files(chain, key)); "
+            f"got {type(signer).__name__}."
+        )
+    if not isinstance(watermark, bool):
+        raise DataError(f"watermark must be True or False, got {watermark!r}.")
+    _wm._key_bits(watermark_key)  # checks the key
     table = conditions_table(conditions, n)
     gen = resolve_generator(generator)
     gen_ref = str(generator) if isinstance(generator, (str, Path)) else gen
@@ -435,6 +517,14 @@ def export(
     card = getattr(gen, "card", None) or {}
     gen_name = str(getattr(gen, "name", None) or card.get("name") or type(gen).__name__)
     folder = Path(out).expanduser().resolve()  # workers may run in another directory
+    card_sha = _sha256_bytes(_dumps(card).encode())
+    # the watermark carries the checkpoint's hash; a generator without one is named by its card's digest
+    mark_hash = _wm.hash_prefix(sha or card_sha)
+    provenance_plan = {
+        "watermark": watermark,
+        "watermark_key_sha256": _sha256_bytes(watermark_key.encode()) if watermark else None,
+        "c2pa_signer": signer.fingerprint if signer is not None else None,
+    }
 
     shards = plan_shards(n, shard_size)
     seeds = [shard_seed(seed, k) for k in range(len(shards))]
@@ -455,6 +545,7 @@ def export(
         "generator": gen_name,
         "checkpoint_sha256": sha,
         "sampler": sampler,
+        "provenance": provenance_plan,
     }
     token = hashlib.sha256(_dumps(plan_body).encode()).hexdigest()[:32]
 
@@ -473,6 +564,11 @@ def export(
         "checkpoint_sha256": sha or "",
         "package_version": _package_version(),
         "name_width": max(6, len(str(n - 1))),
+        "model_card_sha256": card_sha,
+        "watermark": watermark,
+        "watermark_key": watermark_key,
+        "watermark_prefix": mark_hash,
+        "signer": signer,
     }
     records: dict[int, dict] = {}
     for k in range(len(shards)):
@@ -500,8 +596,43 @@ def export(
             raise
     for rec in new:
         records[int(rec["index"])] = rec
-    _finish(folder, [records[k] for k in range(len(shards))], gen_name, sha, card, sampler, token)
+    ordered = [records[k] for k in range(len(shards))]
+    prov = _provenance_record(ordered, watermark, watermark_key, mark_hash, signer)
+    if watermark and not prov["watermark"]["embedded"]:
+        import warnings
+
+        warnings.warn(f"export to {str(folder)!r}: {prov['watermark']['reason']}", stacklevel=2)
+    _finish(folder, ordered, gen_name, sha, card, sampler, token, card_sha, prov)
     return folder
+
+
+def _provenance_record(records: list[dict], watermark: bool, key: str, mark_hash: str, signer: Any) -> dict:
+    """The ``provenance`` section of ``manifest.json``: what marks the images carry and who signed them."""
+    first = records[0]
+    marked = all(r.get("watermark") for r in records)
+    wm: dict = {
+        "embedded": marked,
+        "library": "invisible-watermark (dwtDctSvd block embedder, Haar LL band of the luminance)",
+        "format_version": _wm.VERSION,
+        "strength_grey_levels": _wm.STRENGTH,
+        "threshold": _wm.THRESHOLD,
+        "key": "public default" if key == _wm.DEFAULT_KEY else "custom (not stored)",
+        "payload": {"ai_generated": True, "model_sha256_prefix": mark_hash} if marked else None,
+    }
+    if not marked:
+        wm["reason"] = (
+            "the watermark was not asked for (watermark=False)"
+            if not watermark
+            else _wm.min_size_message((first["height"], first["width"])) + " They carry no watermark."
+        )
+    c2 = {"signed": signer is not None}
+    if signer is not None:
+        c2["signer"] = signer.describe()
+        c2["note"] = (
+            "C2PA readers trust a signer only if its certificate chains to a trust anchor they hold; "
+            "a locally made certificate is untrusted."
+        )
+    return {"watermark": wm, "c2pa": c2}
 
 
 def _prepare_folder(folder: Path, token: str, overwrite: bool) -> bool:
@@ -565,7 +696,17 @@ def _metadata_table(records: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _finish(folder: Path, records: list[dict], gen_name: str, sha: Any, card: Mapping, sampler: dict, token: str) -> None:
+def _finish(
+    folder: Path,
+    records: list[dict],
+    gen_name: str,
+    sha: Any,
+    card: Mapping,
+    sampler: dict,
+    token: str,
+    card_sha: str | None = None,
+    provenance: Mapping | None = None,
+) -> None:
     meta = _metadata_table(records)
     csv_bytes = meta.to_csv(index=False).encode()
     pq = io.BytesIO()
@@ -589,8 +730,9 @@ def _finish(folder: Path, records: list[dict], gen_name: str, sha: Any, card: Ma
         "package": {"name": "medsynth-explore", "version": _package_version()},
         "ai_generated": True,
         "digital_source_type": DIGITAL_SOURCE_TYPE_URI,
-        "generator": {"name": gen_name, "checkpoint_sha256": sha, "card": card},
+        "generator": {"name": gen_name, "checkpoint_sha256": sha, "model_card_sha256": card_sha, "card": card},
         "sampler": sampler,
+        "provenance": dict(provenance or {}),
         "image": {
             "channels": first["channels"],
             "height": first["height"],
@@ -625,7 +767,8 @@ def _finish(folder: Path, records: list[dict], gen_name: str, sha: Any, card: Ma
 class VerifyResult:
     """What :func:`verify` found. ``ok`` is True when nothing is missing, altered or extra.
 
-    ``str(result)`` is a readable report.
+    ``str(result)`` is a readable report; :meth:`table` has one row per image
+    file (hash, C2PA manifest, watermark).
     """
 
     path: str
@@ -637,9 +780,21 @@ class VerifyResult:
     extra: list = field(default_factory=list)
     unlabelled: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    c2pa_missing: list = field(default_factory=list)
+    c2pa_invalid: list = field(default_factory=list)
+    c2pa_tampered: list = field(default_factory=list)
+    unmarked: list = field(default_factory=list)
+    signed: bool = False
+    watermarked: bool | None = None
+    notes: list = field(default_factory=list)
+    files: list = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def table(self) -> pd.DataFrame:
+        """One row per image file: ``file``, ``bytes`` (ok / missing / altered), ``label``, ``c2pa``, ``watermark``."""
+        return pd.DataFrame(self.files, columns=["file", "bytes", "label", "c2pa", "watermark"])
 
     def __str__(self) -> str:
         head = f"{self.path}: " + (
@@ -658,11 +813,23 @@ class VerifyResult:
         block("altered files (SHA-256 differs from the manifest)", self.altered)
         block("files not in the manifest", self.extra)
         block("images without the AI-generated label", self.unlabelled)
+        block("images without their C2PA manifest", self.c2pa_missing)
+        block("C2PA manifests that fail validation", self.c2pa_invalid)
+        block("images changed after signing (C2PA hash mismatch)", self.c2pa_tampered)
+        block("images whose watermark is not found", self.unmarked)
         block("other problems", self.problems)
+        lines.extend(f"  {note}" for note in self.notes)
         return "\n".join(lines)
 
 
-def verify(out: Any, check_labels: bool = True) -> VerifyResult:
+def verify(
+    out: Any,
+    check_labels: bool = True,
+    check_c2pa: bool = True,
+    check_watermark: bool = False,
+    trust_anchors: bytes | str | None = None,
+    watermark_key: str = _wm.DEFAULT_KEY,
+) -> VerifyResult:
     """Check an export folder against its manifest.
 
     Parameters
@@ -672,13 +839,28 @@ def verify(out: Any, check_labels: bool = True) -> VerifyResult:
     check_labels : bool
         Also open every PNG and check its AI-generated label
         (``ai_generated="true"`` and ``DigitalSourceType``).
+    check_c2pa : bool
+        When the export was signed, read and validate every image's C2PA
+        manifest (offline): missing, invalid (bad signature, unreadable,
+        describing another generator) or tampered (the file's bytes changed
+        after signing).
+    check_watermark : bool
+        Also read the watermark of every image the export marked (about 5 ms
+        per 64 x 64 image).
+    trust_anchors : bytes or str, optional
+        PEM root certificate(s): then a signer that does not chain to them
+        counts as invalid. Without them signers are not judged (a locally
+        made certificate is untrusted anyway).
+    watermark_key : str
+        The key the export was marked with.
 
     Returns
     -------
     VerifyResult
-        ``.ok``, lists of ``missing``, ``altered``, ``extra`` and
-        ``unlabelled`` files and other ``problems`` (counts, metadata table);
-        ``str()`` gives a report.
+        ``.ok``, lists of ``missing``, ``altered``, ``extra``,
+        ``unlabelled``, ``c2pa_missing``, ``c2pa_invalid``, ``c2pa_tampered``
+        and ``unmarked`` files and other ``problems`` (counts, metadata
+        table); ``.table()`` one row per image; ``str()`` gives a report.
 
     Raises
     ------
@@ -706,6 +888,10 @@ def verify(out: Any, check_labels: bool = True) -> VerifyResult:
         res.problems.append(msg)
         return res
     files = manifest.get("files", {})
+    outside = [n for n in files if Path(n).is_absolute() or ".." in Path(n).parts or "\\" in n]
+    if outside:  # a manifest naming files elsewhere is not followed there
+        res.problems.append(f"the manifest names files outside the folder: {outside[:5]}")
+        files = {n: v for n, v in files.items() if n not in outside}
     res.n_files = len(files)
     res.n_images = int(manifest.get("counts", {}).get("images", 0))
     for name, info in files.items():
@@ -746,8 +932,108 @@ def verify(out: Any, check_labels: bool = True) -> VerifyResult:
                 continue
             if labels.get("ai_generated") != "true" or labels.get("DigitalSourceType") != DIGITAL_SOURCE_TYPE:
                 res.unlabelled.append(name)
-    res.ok = not (res.missing or res.altered or res.extra or res.unlabelled or res.problems)
+    _verify_provenance(folder, manifest, pngs, res, check_c2pa, check_watermark, trust_anchors, watermark_key)
+    res.ok = not (
+        res.missing
+        or res.altered
+        or res.extra
+        or res.unlabelled
+        or res.problems
+        or res.c2pa_missing
+        or res.c2pa_invalid
+        or res.c2pa_tampered
+        or res.unmarked
+    )
     return res
+
+
+def _verify_provenance(
+    folder: Path,
+    manifest: Mapping,
+    pngs: list,
+    res: VerifyResult,
+    check_c2pa: bool,
+    check_watermark: bool,
+    trust_anchors: Any,
+    watermark_key: str,
+) -> None:
+    """Per image: C2PA manifest and watermark against what ``manifest.json`` says the export wrote."""
+    prov = manifest.get("provenance") or {}
+    wm = prov.get("watermark") or {}
+    res.signed = bool((prov.get("c2pa") or {}).get("signed"))
+    res.watermarked = wm.get("embedded") if prov else None
+    if not prov:
+        res.notes.append("provenance: this export predates watermarks and C2PA manifests (no provenance section).")
+    else:
+        if not res.signed:
+            res.notes.append("C2PA: the export was not signed (export(..., signer=...) signs it).")
+        if not wm.get("embedded"):
+            res.notes.append(f"watermark: none ({wm.get('reason', 'not embedded')}).")
+    expected_sha = str((manifest.get("generator") or {}).get("checkpoint_sha256") or "")
+    prefix = ((wm.get("payload") or {}).get("model_sha256_prefix")) or None
+    unlabelled = set(res.unlabelled) | {u.split(" ")[0] for u in res.unlabelled}
+    for name in pngs:
+        f = folder / name
+        row = {"file": name, "bytes": "ok", "label": "ok", "c2pa": "not signed", "watermark": "not checked"}
+        if name in res.missing:
+            row.update(bytes="missing", label="-", c2pa="-", watermark="-")
+            res.files.append(row)
+            continue
+        if name in res.altered:
+            row["bytes"] = "altered"
+        if name in unlabelled:
+            row["label"] = "missing"
+        data = None
+        if res.signed and check_c2pa:
+            data = f.read_bytes()
+            rep = read_c2pa(data, fmt="image/png", trust_anchors=trust_anchors)
+            if not rep.present:
+                res.c2pa_missing.append(name)
+                row["c2pa"] = "missing"
+            elif rep.tampered:
+                res.c2pa_tampered.append(f"{name} ({', '.join(rep.failures)})")
+                row["c2pa"] = "tampered"
+            elif not rep.valid or (trust_anchors is not None and not rep.trusted):
+                res.c2pa_invalid.append(f"{name} ({rep.summary()})")
+                row["c2pa"] = "invalid"
+            else:
+                params = (rep.action() or {}).get("parameters") or {}
+                if expected_sha and str(params.get("checkpoint_sha256")) != expected_sha:
+                    res.c2pa_invalid.append(f"{name} (the manifest describes checkpoint {params.get('checkpoint_sha256')!r})")
+                    row["c2pa"] = "invalid"
+                else:
+                    row["c2pa"] = "valid, trusted" if rep.trusted else "valid"
+        if check_watermark and wm.get("embedded"):
+            from .provenance.detection import detect
+
+            try:
+                found = detect(data if data is not None else f.read_bytes(), key=watermark_key)
+            except DataError:
+                found = {"watermark": False, "payload": None}
+            got = (found.get("payload") or {}).get("model_sha256_prefix")
+            if not found["watermark"] or (prefix and got != prefix):
+                res.unmarked.append(name if not found["watermark"] else f"{name} (carries model prefix {got})")
+                row["watermark"] = "not found" if not found["watermark"] else f"other model {got}"
+            else:
+                row["watermark"] = "found"
+        elif not wm.get("embedded"):
+            row["watermark"] = "not embedded"
+        res.files.append(row)
+    if res.signed and check_c2pa:
+        good = sum(1 for r in res.files if r["c2pa"].startswith("valid"))
+        signer = ((prov.get("c2pa") or {}).get("signer") or {}).get("subject", "?")
+        judged = (
+            "chains to the trust anchors given" if trust_anchors is not None else "not judged: pass trust_anchors to require it"
+        )
+        res.notes.append(f"C2PA: {good} of {len(pngs)} images carry a valid manifest signed by {signer} (trust {judged}).")
+    elif res.signed:
+        res.notes.append("C2PA: the export was signed; manifests not checked (check_c2pa=False).")
+    if wm.get("embedded"):
+        if check_watermark:
+            found = sum(1 for r in res.files if r["watermark"] == "found")
+            res.notes.append(f"watermark: found in {found} of {len(pngs)} images (model SHA-256 prefix {prefix}).")
+        else:
+            res.notes.append(f"watermark: embedded (model SHA-256 prefix {prefix}); not read (check_watermark=True reads it).")
 
 
 # ``medsynth_explore.export`` is this module, in every import order; calling it calls export().

@@ -21,6 +21,8 @@ from medsynth_explore.export import (
     verify,
 )
 from medsynth_explore.generators import condition_distribution
+from medsynth_explore.provenance.watermark import embed as embed_watermark
+from medsynth_explore.provenance.watermark import hash_prefix
 from medsynth_explore.scale import shard_seed
 
 from doubles import SMALL_SCHEMA, Noise
@@ -303,8 +305,12 @@ def test_builtin_physics_generator_by_name(tmp_path):
     m = read_manifest(out)
     assert m["generator"]["name"] == gen.name and m["generator"]["checkpoint_sha256"] == gen.sha256
     first = gen.sample(2, conditions={"sex": "F", "findings": ["effusion"]}, seed=shard_seed(1, 0)).images
-    np.testing.assert_array_equal(ds.images[:2], _quantised(first))
-    assert verify(out).ok
+    # 64 x 64 images carry the watermark: the files hold exactly the generator's images, marked, then quantised
+    np.testing.assert_array_equal(ds.images[:2], _quantised(embed_watermark(first, gen.sha256)))
+    assert m["provenance"]["watermark"]["embedded"] and m["provenance"]["watermark"]["payload"][
+        "model_sha256_prefix"
+    ] == hash_prefix(gen.sha256)
+    assert verify(out, check_watermark=True).ok
 
 
 # --------------------------------------------------------------------------- the shard module export and scale share
