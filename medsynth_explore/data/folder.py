@@ -55,13 +55,16 @@ def write_folder(data: Any, path: Any, *, bits: int = 16, overwrite: bool = Fals
         raise DataError(f"bits must be 8 or 16, got {bits}.")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise DataError(f"{str(path)!r} exists and is not empty; pass overwrite=True (or --overwrite) to replace it.")
-    if data.images.shape[1] not in (1, 3):
-        raise DataError(f"can only write 1- or 3-channel images as PNG, got {data.images.shape[1]} channels.")
+    channels = data.shape[1] if hasattr(data, "batches") else data.images.shape[1]
+    if channels not in (1, 3):
+        raise DataError(f"can only write 1- or 3-channel images as PNG, got {channels} channels.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=_ensure_dir(path.parent)))
     try:
         names = []
         scale = 65535.0 if bits == 16 else 255.0
-        for i, im in enumerate(data.images):
+        batches = data.batches(64) if hasattr(data, "batches") else [data.images]  # a file-backed set streams
+        images = (im for batch in batches for im in batch)
+        for i, im in enumerate(images):
             q = np.rint(im * scale)
             name = filename_pattern.format(i)
             if im.shape[0] == 1:

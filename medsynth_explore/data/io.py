@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,11 +18,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .decode import PIXEL_LIMIT
+from .decode import pil_to_array as _pil_to_array  # noqa: F401  (shards.py reads exported PNGs with it)
+from .files import read_csv_table
 from .folder import write_folder
 from .imageset import ImageSet
+from .labels import harmonise
+from .layouts.dicom import read_dicom_folder
 from .registry import dataset_loader, is_registered, registered_names_hint
 
-__all__ = ["load_dataset", "write_folder", "read_folder", "read_medmnist", "read_dicom_folder", "cache_dir"]
+__all__ = ["load_dataset", "write_folder", "read_folder", "read_medmnist", "read_dicom_folder", "read_csv_table", "cache_dir"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 FILENAME_COLUMNS = ("filename", "file", "path", "image", "image_path")
@@ -37,7 +41,7 @@ def cache_dir() -> Path:
 
 # --------------------------------------------------------------------------- dispatch
 def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
-    """Load an image set from a registered name, a folder or a file.
+    """Load an image set from a registered name, a folder or a file, in memory or file-backed.
 
     Parameters
     ----------
@@ -45,20 +49,53 @@ def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
         * a registered data set name (:func:`~medsynth_explore.data.list_datasets`;
           names win over folders of the same name), e.g. ``"phantomcxr"``
           (alias ``"phantom"``): the built-in simulator with a fixed seed,
-          cached on disk (:func:`medsynth_explore.phantom.load_phantomcxr`).
+          cached on disk and held in memory (:func:`medsynth_explore.phantom.load_phantomcxr`).
           Keywords: ``n`` (default 2000), ``size`` (64), ``seed`` (0),
           ``population`` (a :class:`~medsynth_explore.phantom.Population`),
           ``cache`` (True).
+        * a folder in a public chest X-ray layout, found from its files or
+          named with ``layout=``: ``"chexpert"`` (``train.csv`` / ``valid.csv``
+          with a ``Path`` column), ``"mimic-cxr-jpg"``
+          (``mimic-cxr-2.0.0-metadata.csv[.gz]`` and ``files/``), ``"nih-cxr14"``
+          (``Data_Entry_2017*.csv`` and ``images*/``); see
+          :mod:`medsynth_explore.data.layouts`. These get the harmonised
+          columns of :mod:`medsynth_explore.data.labels` beside their raw ones.
         * a folder with ``metadata.csv`` (a filename column plus any attributes)
-          and PNG/JPEG/TIFF images; :func:`write_folder` writes this layout.
-          Keywords: ``channels`` (None: 1 when all images are grey, else 3).
-        * a folder of DICOM files (``.dcm`` or files starting with the DICOM
-          preamble); PatientAge and PatientSex become ``age`` and ``sex``.
+          and PNG/JPEG/TIFF images (``layout="folder"``); :func:`write_folder`
+          writes this layout. Keywords: ``filename_column``, ``columns`` /
+          ``labels`` (map raw columns to the harmonised ones, see
+          :func:`~medsynth_explore.data.labels.harmonise`).
+        * a folder tree of DICOM files (``.dcm`` or files starting with the
+          DICOM preamble; ``layout="dicom"``): see :mod:`medsynth_explore.data.dicom`.
         * a MedMNIST ``.npz`` file (``train_images``, ``train_labels``, ...).
           Keyword ``split``: ``"train"``, ``"val"``, ``"test"`` or None for all,
           recorded in a ``split`` column.
+        * a ``.csv`` file: a folder CSV (paths relative to the CSV's folder),
+          or CheXpert's ``train.csv`` / ``valid.csv``.
+    layout : str, optional
+        Choose the layout instead of detecting it (needed when a folder
+        matches several).
+    size : int or (height, width), optional
+        Resize every image on load (:mod:`medsynth_explore.data.decode`:
+        ``aspect="crop"`` (default), ``"pad"`` or ``"stretch"``); the original
+        size goes into ``original_width`` / ``original_height``. Without it
+        all images must share one size.
+    lazy : True, False or "auto"
+        File-backed (pixels stay on disk, decoded in batches when needed),
+        in memory, or (default) in memory when the decoded pixels fit in
+        :func:`~medsynth_explore.data.imageset.memory_limit` (512 MiB by default).
+    on_error : {"raise", "skip"}
+        What a missing, unreadable, truncated or oversized file does
+        (:mod:`medsynth_explore.data.files`); skipped files are listed in
+        ``provenance["skipped"]``.
+    allow_outside_root : bool
+        Accept CSV paths that are absolute or lead outside the data folder
+        (:mod:`medsynth_explore.data.paths`).
+    uncertain : {"ignore", "ones", "zeros"}
+        CheXpert / MIMIC-CXR uncertain (-1) labels: NA, 1 or 0.
     **kwargs
-        Passed to the loader of that source.
+        Passed to the loader of that source (``channels``, ``pixel_limit``,
+        ``workers``, ``verify``, and the layout's own).
 
     Returns
     -------
@@ -69,7 +106,8 @@ def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
     DataError
         Missing path or unknown name (the message lists the registered
         names), unreadable or truncated file, missing columns or arrays,
-        mixed image sizes.
+        mixed image sizes without ``size=``, paths outside the data folder,
+        a folder that matches several layouts.
 
     Examples
     --------
@@ -79,56 +117,95 @@ def load_dataset(source: Any, **kwargs: Any) -> ImageSet:
     >>> _ = ImageSet(np.full((2, 1, 8, 8), 0.5, np.float32)).to_folder(d, overwrite=True)
     >>> load_dataset(d).shape
     (2, 1, 8, 8)
+    >>> load_dataset(d, size=4, lazy=True)
+    ImageSet(n=2, channels=1, size=4x4, file-backed, source='folder', columns=[filename, original_width, original_height])
     """
+    from .layouts import detect_layout, layout_loader
+
     if isinstance(source, ImageSet):
         return source
-    if is_registered(source):
+    layout = kwargs.pop("layout", None)
+    if layout is None and is_registered(source):
         data = dataset_loader(source)(**kwargs)
         if not isinstance(data, ImageSet):
             raise DataError(f"the loader of data set {source!r} returned {type(data).__name__}, not an ImageSet.")
         return data
+    if not isinstance(source, (str, os.PathLike)):
+        raise DataError(f"load_dataset needs a data set name, a folder or a file path, got {type(source).__name__}.")
     path = Path(source).expanduser()
     if not path.exists():
         hint = f" {registered_names_hint()}" if isinstance(source, str) and os.sep not in source else ""
         raise DataError(f"no such file or folder: {str(path)!r}.{hint}")
+    if layout is not None:
+        return layout_loader(layout)(path, **kwargs)
     if path.is_file():
         if path.suffix.lower() == ".npz":
             return read_medmnist(path, **kwargs)
         if path.suffix.lower() == ".csv":
+            found = detect_layout(path)
+            if found is not None:
+                return layout_loader(found)(path, **kwargs)
             return read_folder(path.parent, csv=path.name, **kwargs)
         raise DataError(
-            f"cannot load {str(path)!r}: give a folder (images + metadata.csv, or DICOM files) or a MedMNIST .npz file."
+            f"cannot load {str(path)!r}: give a folder (images + metadata.csv, a CheXpert / MIMIC-CXR-JPG / NIH layout, "
+            "or DICOM files), a .csv file or a MedMNIST .npz file."
         )
-    if (path / "metadata.csv").exists() or kwargs.get("csv"):
+    if kwargs.get("csv"):
         return read_folder(path, **kwargs)
-    if _find_dicoms(path):
+    found = detect_layout(path)
+    if found is not None:
+        return layout_loader(found)(path, **kwargs)
+    if _has_dicoms(path):
         return read_dicom_folder(path, **kwargs)
     if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
         raise DataError(
             f"{str(path)!r} holds images but no metadata.csv; add one with a 'filename' column "
             "(one row per image, any other columns become attributes)."
         )
-    raise DataError(f"found no images, metadata.csv or DICOM files in {str(path)!r}.")
+    raise DataError(f"found no images, metadata.csv, known layout or DICOM files in {str(path)!r}.")
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, keep_default_na=True)
-    except Exception as exc:
-        raise DataError(f"cannot read CSV {str(path)!r}: {exc}") from exc
+def _has_dicoms(path: Path) -> bool:
+    from .dicom import find_dicoms
+
+    return bool(find_dicoms(path))
+
+
+_read_csv = read_csv_table
 
 
 def read_folder(
-    path: Any, csv: str = "metadata.csv", channels: int | None = None, filename_column: str | None = None
+    path: Any,
+    csv: str = "metadata.csv",
+    channels: int | None = None,
+    filename_column: str | None = None,
+    *,
+    size: Any = None,
+    aspect: str = "crop",
+    lazy: Any = "auto",
+    on_error: str = "raise",
+    allow_outside_root: bool = False,
+    columns: dict | None = None,
+    labels: dict | None = None,
+    uncertain: str = "ignore",
+    blank: str = "na",
+    pixel_limit: int = PIXEL_LIMIT,
+    workers: int | None = None,
+    verify: bool = False,
 ) -> ImageSet:
     """Read a folder of images listed in a metadata CSV.
 
     The CSV needs a filename column (``filename``, ``file``, ``path``,
     ``image`` or ``image_path``, or name it with ``filename_column``); paths
-    are relative to the folder. Other columns become metadata. 16-bit images
-    are scaled by 65535, 8-bit by 255. All images must have one size.
+    are relative to the folder and must stay inside it
+    (``allow_outside_root=True`` lifts that). Other columns become metadata;
+    ``columns=`` / ``labels=`` add harmonised columns from them
+    (:func:`~medsynth_explore.data.labels.harmonise`). Intensity, size and
+    error rules: :mod:`medsynth_explore.data.decode`, :mod:`medsynth_explore.data.files`.
+    Without ``size=`` all images must have one size.
     """
-    from PIL import Image, UnidentifiedImageError
+    from .files import build_file_set
+    from .paths import resolve_listed
 
     path = Path(path).expanduser()
     csv_path = path / csv
@@ -143,44 +220,17 @@ def read_folder(
         )
     if len(meta) == 0:
         raise DataError(f"{str(csv_path)!r} lists no images.")
-    arrays, sizes = [], {}
-    for fname in meta[col].astype(str):
-        f = path / fname
-        if not f.exists():
-            raise DataError(f"image {fname!r} listed in {csv} is missing from {str(path)!r}.")
-        try:
-            with Image.open(f) as im:
-                im.load()
-                arr = _pil_to_array(im)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"cannot read image {str(f)!r} (unreadable or truncated): {exc}") from exc
-        sizes.setdefault(arr.shape[:2], []).append(fname)
-        arrays.append(arr)
-    if len(sizes) > 1:
-        desc = "; ".join(f"{h}x{w}: {len(v)} image(s), e.g. {v[0]!r}" for (h, w), v in sizes.items())
-        raise DataError(
-            f"images in {str(path)!r} have mixed sizes ({desc}). Resize them to one size first, "
-            "e.g. with PIL: Image.open(f).resize((64, 64), Image.BILINEAR)."
-        )
-    grey = all(a.ndim == 2 or np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]) for a in arrays)
-    c = channels or (1 if grey else 3)
-    if c not in (1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels}.")
-    out = np.empty((len(arrays), c) + arrays[0].shape[:2], np.float32)
-    for i, a in enumerate(arrays):
-        if a.ndim == 2:
-            out[i] = a[None]
-        elif c == 1:
-            out[i, 0] = a[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if not grey else a[..., 0]
-        else:
-            out[i] = a[..., :3].transpose(2, 0, 1)
+    listed = meta[col].tolist()
+    files = resolve_listed(path, listed, allow_outside_root=allow_outside_root, where=csv, column=col)
     prov: dict = {}
     prov_file = path / "provenance.json"
     if prov_file.exists():
         try:
             prov = json.loads(prov_file.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{str(prov_file)!r} is not valid JSON: {exc}") from exc
+        if not isinstance(prov, dict):
+            raise DataError(f"{str(prov_file)!r} must hold a JSON object, got {type(prov).__name__}.")
         prov.pop("content_hash", None)
     prov.setdefault("source", "folder")
     prov["path"] = str(path)
@@ -188,31 +238,43 @@ def read_folder(
         columns={col: "filename"}
     )
     meta["filename"] = meta["filename"].astype(str)
-    return ImageSet(out, meta, prov)
-
-
-def _pil_to_array(im) -> np.ndarray:
-    """PIL image -> float32 array in [0, 1], (H, W) grey or (H, W, 3/4) colour."""
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(im, dtype=np.uint16).astype(np.float32) / 65535.0
-    if mode == "I":
-        a = np.asarray(im, dtype=np.int64)
-        return (a.clip(0, 65535) / 65535.0).astype(np.float32)
-    if mode == "F":
-        a = np.asarray(im, dtype=np.float32)
-        lo, hi = float(a.min()), float(a.max())
-        return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    if mode == "L":
-        return np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0
-    if mode == "LA":
-        return np.asarray(im.convert("L"), dtype=np.uint8).astype(np.float32) / 255.0
-    return np.asarray(im.convert("RGB"), dtype=np.uint8).astype(np.float32) / 255.0
+    if columns or labels:
+        meta = harmonise(meta, uncertain=uncertain, blank=blank, columns=columns, labels=labels)
+    return build_file_set(
+        files,
+        meta,
+        root=path,
+        kind="image",
+        provenance=prov,
+        size=size,
+        aspect=aspect,
+        channels=channels,
+        lazy=lazy,
+        on_error=on_error,
+        pixel_limit=pixel_limit,
+        workers=workers,
+        verify=verify,
+        listed_in=csv,
+        names=[str(v) for v in listed],
+    )
 
 
 # --------------------------------------------------------------------------- MedMNIST
-def read_medmnist(path: Any, split: str | Sequence[str] | None = None, label_names: Sequence[str] | None = None) -> ImageSet:
+def read_medmnist(
+    path: Any,
+    split: str | Sequence[str] | None = None,
+    label_names: Sequence[str] | None = None,
+    *,
+    size: Any = None,
+    aspect: str = "crop",
+    lazy: Any = "auto",
+) -> ImageSet:
     """Read a MedMNIST ``.npz`` file (``{split}_images`` and ``{split}_labels`` arrays).
+
+    The image arrays are not loaded whole: their headers give the shapes, and
+    a file-backed set (``lazy=True``, or ``"auto"`` above the memory limit)
+    reads rows from inside the ``.npz`` as batches are needed. Nothing is
+    unpickled (object arrays are refused).
 
     Parameters
     ----------
@@ -222,12 +284,24 @@ def read_medmnist(path: Any, split: str | Sequence[str] | None = None, label_nam
     label_names : list of str, optional
         Column names for the label columns; default ``label`` for one column,
         ``label_0``, ``label_1``, ... for multi-label files.
+    size, aspect : resize on load (see :mod:`medsynth_explore.data.decode`).
+    lazy : True, False or "auto"
     """
+    from .decode import DecodeSettings, check_size, resize_array
+    from .files import LAZY_CHOICES
+    from .imageset import memory_limit
+    from .sources import ConcatSource, NpzSource, file_keys, npz_member_layout
+
     path = Path(path).expanduser()
+    out_hw = check_size(size)
+    if lazy not in LAZY_CHOICES:
+        raise DataError(f"lazy must be True (file-backed), False (in memory) or 'auto', got {lazy!r}.")
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise DataError(f"cannot read {str(path)!r} as an .npz file (corrupt, truncated or not numpy): {exc}") from exc
+    sources, frames = [], []
+    st = path.stat()
     with z:
         present = [s for s in MEDMNIST_SPLITS if f"{s}_images" in z.files]
         if not present:
@@ -239,25 +313,33 @@ def read_medmnist(path: Any, split: str | Sequence[str] | None = None, label_nam
         for s in wanted:
             if s not in present:
                 raise DataError(f"split {s!r} not in {str(path)!r}; present: {present}.")
-        images, frames = [], []
         for s in wanted:
-            try:
-                x = z[f"{s}_images"]
-            except Exception as exc:
-                raise DataError(f"cannot read '{s}_images' from {str(path)!r} (truncated file?): {exc}") from exc
+            layout = npz_member_layout(path, f"{s}_images")
+            _, dtype, row_shape, _ = layout
+            if len(row_shape) == 2:
+                c, h, w = 1, *row_shape
+            elif len(row_shape) == 3 and row_shape[-1] in (1, 3):
+                h, w, c = row_shape
+            else:
+                raise DataError(f"'{s}_images' has rows of shape {row_shape}; expected (N, H, W) or (N, H, W, C).")
             if f"{s}_labels" not in z.files:
                 raise DataError(f"{str(path)!r} has '{s}_images' but no '{s}_labels'.")
-            y = np.asarray(z[f"{s}_labels"])
-            if x.ndim == 3:
-                x = x[:, None]
-            elif x.ndim == 4 and x.shape[-1] in (1, 3):
-                x = x.transpose(0, 3, 1, 2)
-            else:
-                raise DataError(f"'{s}_images' has shape {x.shape}; expected (N, H, W) or (N, H, W, C).")
-            if len(y) != len(x):
-                raise DataError(f"'{s}_labels' has {len(y)} rows but '{s}_images' has {len(x)}.")
-            scale = 255.0 if x.dtype == np.uint8 else (65535.0 if x.dtype == np.uint16 else 1.0)
-            images.append(x.astype(np.float32) / scale)
+            try:
+                y = np.asarray(z[f"{s}_labels"])
+            except Exception as exc:
+                raise DataError(f"cannot read '{s}_labels' from {str(path)!r} (truncated file?): {exc}") from exc
+            n_rows = _npz_rows(path, f"{s}_images")
+            if len(y) != n_rows:
+                raise DataError(f"'{s}_labels' has {len(y)} rows but '{s}_images' has {n_rows}.")
+            settings = DecodeSettings(size=out_hw, aspect=aspect, channels=c)
+            transform = (lambda a, hw=out_hw: resize_array(a, hw, aspect)) if out_hw is not None else None
+            shape = (c, *(out_hw if out_hw is not None else (h, w)))
+            keys = file_keys(
+                [f"{path.resolve()}::{s}_images::{i}" for i in range(n_rows)],
+                [(st.st_size, st.st_mtime_ns)] * n_rows,
+                settings.digest(),
+            )
+            sources.append(NpzSource(path, f"{s}_images", np.arange(n_rows), shape, keys, transform, layout, {"size": out_hw}))
             y = y.reshape(len(y), -1)
             names = (
                 list(label_names)
@@ -270,93 +352,25 @@ def read_medmnist(path: Any, split: str | Sequence[str] | None = None, label_nam
             f.insert(0, "split", s)
             f.insert(1, "index", np.arange(len(y)))
             frames.append(f)
-    return ImageSet(
-        np.concatenate(images), pd.concat(frames, ignore_index=True), {"source": "medmnist", "path": str(path), "splits": wanted}
-    )
+    src = sources[0] if len(sources) == 1 else ConcatSource(sources)
+    meta = pd.concat(frames, ignore_index=True)
+    prov = {"source": "medmnist", "path": str(path), "splits": wanted}
+    if lazy is False or (lazy == "auto" and src.nbytes <= memory_limit()):
+        return ImageSet(src.read(np.arange(len(src))), meta, prov)
+    prov["file_backed"] = True
+    return ImageSet(metadata=meta, provenance=prov, source=src)
 
 
-# --------------------------------------------------------------------------- DICOM
-def _find_dicoms(path: Path) -> list[Path]:
-    files = []
-    for p in sorted(path.rglob("*")):
-        if not p.is_file():
-            continue
-        if p.suffix.lower() == ".dcm":
-            files.append(p)
-            continue
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(132)
-            if len(head) == 132 and head[128:132] == b"DICM":
-                files.append(p)
-        except OSError:
-            continue
-    return files
+def _npz_rows(path: Path, member: str) -> int:
+    """Number of rows of an array inside an ``.npz``, from its header."""
+    import zipfile
 
+    from numpy.lib import format as npf
 
-def _parse_age(value: Any) -> float:
-    """DICOM Age String (e.g. ``'045Y'``, ``'018M'``) -> years, NaN when absent."""
-    if value is None:
-        return float("nan")
-    m = re.fullmatch(r"\s*(\d{1,3})\s*([DWMY]?)\s*", str(value))
-    if not m:
-        return float("nan")
-    n, unit = int(m.group(1)), m.group(2) or "Y"
-    return {"D": n / 365.25, "W": n / 52.18, "M": n / 12.0, "Y": float(n)}[unit]
-
-
-def read_dicom_folder(path: Any) -> ImageSet:
-    """Read every DICOM image in a folder (recursively) with pydicom.
-
-    Each image is scaled to [0, 1] by its stored bit depth (``BitsStored``,
-    signed or not), and MONOCHROME1 images are inverted so that dense tissue
-    is bright. The modality rescale (slope, intercept) is recorded in the
-    metadata, not applied: it maps to physical units, which [0, 1] drops. Metadata:
-    ``filename``, ``age`` (years, from PatientAge), ``sex`` (from PatientSex),
-    ``patient_id``, ``modality``, ``view`` and ``study_uid`` where present.
-    """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    path = Path(path).expanduser()
-    files = _find_dicoms(path)
-    if not files:
-        raise DataError(f"found no DICOM files in {str(path)!r}.")
-    arrays, rows, sizes = [], [], {}
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f)
-            px = ds.pixel_array.astype(np.float64)
-        except (InvalidDicomError, AttributeError, ValueError, OSError, KeyError, EOFError) as exc:
-            raise DataError(f"cannot read DICOM {str(f)!r} (corrupt, truncated or no pixel data): {exc}") from exc
-        if px.ndim != 2:
-            raise DataError(f"DICOM {str(f)!r} holds a {px.ndim}-D pixel array; only single-frame grey images are supported.")
-        bits = int(getattr(ds, "BitsStored", 16) or 16)
-        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
-        lo = -(2 ** (bits - 1)) if signed else 0
-        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
-        a = (px - lo) / (hi - lo)
-        a = np.clip(a, 0.0, 1.0)
-        if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
-            a = 1.0 - a
-        arrays.append(a.astype(np.float32))
-        sizes.setdefault(a.shape, []).append(f.name)
-        rows.append(
-            {
-                "filename": str(f.relative_to(path)),
-                "age": _parse_age(getattr(ds, "PatientAge", None)),
-                "sex": str(getattr(ds, "PatientSex", "") or "") or None,
-                "patient_id": str(getattr(ds, "PatientID", "") or "") or None,
-                "modality": str(getattr(ds, "Modality", "") or "") or None,
-                "view": str(getattr(ds, "ViewPosition", "") or "") or None,
-                "study_uid": str(getattr(ds, "StudyInstanceUID", "") or "") or None,
-                "rescale_slope": slope,
-                "rescale_intercept": intercept,
-            }
-        )
-    if len(sizes) > 1:
-        desc = "; ".join(f"{h}x{w}: {len(v)} file(s), e.g. {v[0]!r}" for (h, w), v in sizes.items())
-        raise DataError(f"DICOM images in {str(path)!r} have mixed sizes ({desc}); resample them to one size first.")
-    return ImageSet(np.stack(arrays)[:, None], pd.DataFrame(rows), {"source": "dicom", "path": str(path)})
+    try:
+        with zipfile.ZipFile(path) as z, z.open(member + ".npy") as fh:
+            version = npf.read_magic(fh)
+            shape = (npf.read_array_header_1_0(fh) if version == (1, 0) else npf.read_array_header_2_0(fh))[0]
+    except Exception as exc:
+        raise DataError(f"cannot read {member!r} from {str(path)!r} (corrupt or truncated): {exc}") from exc
+    return int(shape[0]) if shape else 0

@@ -11,7 +11,8 @@ base class does everything else the same way for every encoder:
    repeated on the three channels (R = G = B, no colour map); an RGB image fed
    to a 1-channel network is averaged over its channels;
 4. resizing to :attr:`Encoder.input_size` with bilinear interpolation and
-   antialiasing (``torch.nn.functional.interpolate(mode="bilinear",
+   antialiasing (a grey image is resized before it is repeated on three
+   channels, which gives the same values for a third of the work) (``torch.nn.functional.interpolate(mode="bilinear",
    antialias=True, align_corners=False)``); the resize changes feature
    statistics and therefore FID, so it is part of :attr:`Encoder.id`;
 5. per-channel normalisation ``(x - mean) / std`` when the subclass sets
@@ -96,6 +97,14 @@ def file_hash(path: Any, n_chars: int = 12) -> str:
     return h.hexdigest()[:n_chars]
 
 
+def _batches(images: Any, batch_size: int):
+    """(N, iterator of float32 batches) of an ImageSet (streamed) or an array (checked once, sliced)."""
+    if hasattr(images, "batches") and hasattr(images, "metadata") and hasattr(images, "shape"):
+        return len(images), images.batches(batch_size)
+    arr = to_image_array(images)
+    return len(arr), (arr[s : s + batch_size] for s in range(0, len(arr), batch_size))
+
+
 class Encoder:
     """Base class of every feature encoder.
 
@@ -113,6 +122,12 @@ class Encoder:
         Per-channel normalisation applied after resizing.
     dim : int
         Length D of the feature vector.
+    device : torch.device or str
+        Where the network runs (``"cpu"`` by default; see
+        :func:`medsynth_explore.generators.devices.resolve_device`).
+    dtype : torch.dtype or None
+        Precision of the network; ``None`` is float32. Prepared batches are
+        cast to it; features come back as float32 whatever it is.
     normalisation : str
         Human-readable statement of the preparation (channels, resize, scaling).
 
@@ -138,7 +153,8 @@ class Encoder:
     mean: Optional[Sequence[float]] = None
     std: Optional[Sequence[float]] = None
     dim: int = 0
-    device: str = "cpu"
+    device: Any = "cpu"
+    dtype: Any = None
     default_batch_size: int = 64
 
     # -- description ------------------------------------------------------------------
@@ -184,6 +200,26 @@ class Encoder:
         }
 
     # -- work -----------------------------------------------------------------------------
+    def _place(self, module: Any, device: Any = None, dtype: Any = None) -> Any:
+        """Check ``device`` / ``dtype`` (see :mod:`medsynth_explore.generators.devices`), set them, move ``module`` there.
+
+        Returns the module in eval mode with gradients off.
+        """
+        from ..generators.devices import resolve_device, resolve_dtype
+
+        self.device = resolve_device(device)
+        resolved = resolve_dtype(dtype, self.device)
+        self.dtype = None if str(resolved) == "torch.float32" else resolved
+        module = module.to(self.device, resolved).eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return module
+
+    @property
+    def precision_tag(self) -> str:
+        """``""`` in float32, else ``"-bfloat16"`` / ``"-float16"``: part of :attr:`id` (precision changes features)."""
+        return "" if self.dtype is None else "-" + str(self.dtype).replace("torch.", "")
+
     def _forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement _forward(batch_tensor).")
 
@@ -206,9 +242,10 @@ class Encoder:
         x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
         x = x.to(device=self.device, dtype=torch.float32)
         c = x.shape[1]
+        repeat = False
         if c != self.channels:
             if c == 1 and self.channels == 3:
-                x = x.expand(-1, 3, -1, -1)
+                repeat = True  # after the resize: the same values, a third of the interpolation work
             elif c == 3 and self.channels == 1:
                 x = x.mean(dim=1, keepdim=True)
             else:
@@ -217,10 +254,14 @@ class Encoder:
                 )
         if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
             x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        if repeat:
+            x = x.expand(-1, 3, -1, -1)
         if self.mean is not None:
             mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
             std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
             x = (x - mean) / std
+        if self.dtype is not None and x.dtype != self.dtype:
+            x = x.to(self.dtype)
         return x.contiguous()
 
     def encode(self, images: Any, batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> np.ndarray:
@@ -229,6 +270,9 @@ class Encoder:
         Parameters
         ----------
         images : ImageSet or array-like, shape (N, C, H, W), values in [0, 1]
+            An ImageSet is read batch by batch (:meth:`ImageSet.batches`): a
+            file-backed set never holds more than a few batches of pixels,
+            and its files are decoded in worker threads while the network runs.
         batch_size : int, optional
             Images per forward pass (default :attr:`default_batch_size`).
         callback : callable, optional
@@ -253,25 +297,26 @@ class Encoder:
         """
         import torch
 
-        arr = to_image_array(images)
-        n = len(arr)
         bs = self.default_batch_size if batch_size is None else int(batch_size)
         if bs < 1:
             raise FeatureError(f"batch_size must be at least 1, got {batch_size}.")
+        n, batches = _batches(images, bs)
         out = np.empty((n, self.dim), dtype=np.float32)
         module = getattr(self, "model", None)
         if module is not None and hasattr(module, "eval"):
             module.eval()
+        start = 0
         with torch.no_grad():
-            for start in range(0, n, bs):
-                x = self.prepare(arr[start : start + bs])
+            for batch in batches:  # a file-backed set decodes the next batches in threads meanwhile
+                x = self.prepare(batch)
                 y = self._forward(x)
                 y = y.reshape(len(x), -1).detach().float().cpu().numpy()
                 if y.shape[1] != self.dim:
                     raise FeatureError(f"{type(self).__name__} produced {y.shape[1]} features, declared dim={self.dim}.")
                 out[start : start + len(x)] = y
-                if callback is not None and callback(min(start + bs, n), n) is False:
-                    raise CancelledError(f"encoding cancelled after {min(start + bs, n)} of {n} images.")
+                start += len(x)
+                if callback is not None and callback(start, n) is False:
+                    raise CancelledError(f"encoding cancelled after {start} of {n} images.")
         if not np.isfinite(out).all():
             raise FeatureError(f"{self.id} produced NaN or infinite features; check the weights and input.")
         return out

@@ -1,4 +1,13 @@
-"""On-disk feature cache keyed by per-image content hash and encoder id.
+"""On-disk feature cache keyed by per-image key and encoder id.
+
+The per-image key is the content hash of an in-memory image
+(:func:`~medsynth_explore.data.image_keys`) and, for a file-backed
+:class:`~medsynth_explore.data.ImageSet`, the file's identity (resolved
+path, size, modification time) with the decoding settings
+(:meth:`~medsynth_explore.data.ImageSet.image_hashes`): finding the features
+of a reference of 50,000 files already encoded reads no pixel at all, and
+the images still missing are streamed through the encoder as a file-backed
+subset.
 
 Layout: ``<root>/<encoder-id-slug>/shard-<digest>.npz``, each shard holding
 ``keys`` (per-image hashes) and ``features`` (float32). Files are written to a
@@ -155,8 +164,10 @@ def encode_cached(
 ) -> np.ndarray:
     """``encoder.encode(images)`` that reuses features cached on disk.
 
-    Only images whose (content hash, encoder id) pair is not in the cache are
-    encoded; their features are then added to it.
+    Only images whose (key, encoder id) pair is not in the cache are
+    encoded; their features are then added to it. Keys of an ImageSet come
+    from :meth:`~medsynth_explore.data.ImageSet.image_hashes` (file identity
+    for a file-backed set, so nothing is decoded when all are cached).
 
     Parameters
     ----------
@@ -179,8 +190,12 @@ def encode_cached(
     """
     if not isinstance(cache, FeatureCache):
         cache = FeatureCache(cache)
-    arr = to_image_array(images)
-    keys = image_keys(arr)
+    if hasattr(images, "image_hashes") and hasattr(images, "subset"):  # an ImageSet: keys without decoding
+        data = images
+        keys = np.asarray(images.image_hashes(), dtype="U32")
+    else:
+        data = to_image_array(images)
+        keys = image_keys(data)
     feats, found = cache.get(encoder.id, keys)
     if feats is not None and feats.shape[1] != encoder.dim:
         warnings.warn(
@@ -195,7 +210,8 @@ def encode_cached(
     if len(missing):
         # identical images within the batch are encoded once
         uniq, first, inverse = np.unique(keys[missing], return_index=True, return_inverse=True)
-        new = encoder.encode(arr[missing[first]], batch_size=batch_size, callback=callback)
+        todo = data.subset(missing[first]) if data is images and hasattr(data, "subset") else data[missing[first]]
+        new = encoder.encode(todo, batch_size=batch_size, callback=callback)
         feats[missing] = new[inverse]
         cache.put(encoder.id, uniq, new)
     elif callback is not None:

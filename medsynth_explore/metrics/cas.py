@@ -53,19 +53,36 @@ def _fit_cnn(x, y, xt, seed, epochs, batch_size=64):
             nn.Linear(64, len(classes)),
         )
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    xs = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     ys = torch.from_numpy(yi.astype(np.int64))
     for _ in range(epochs):
-        perm = torch.randperm(len(xs), generator=g)
-        for s in range(0, len(xs), batch_size):
+        perm = torch.randperm(len(x), generator=g)
+        for s in range(0, len(x), batch_size):
             i = perm[s : s + batch_size]
             opt.zero_grad()
-            nn.functional.cross_entropy(net(xs[i]), ys[i]).backward()
+            nn.functional.cross_entropy(net(torch.from_numpy(_rows(x, i.numpy()))), ys[i]).backward()
             opt.step()
     net.eval()
+    preds = []
     with torch.no_grad():
-        pred = net(torch.from_numpy(np.ascontiguousarray(xt, np.float32))).argmax(1).numpy()
+        for batch in _in_batches(xt, 256):
+            preds.append(net(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).argmax(1).numpy())
+    pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     return classes[pred]
+
+
+def _rows(x: Any, idx: np.ndarray) -> np.ndarray:
+    """Images ``idx`` of an array, or of an ImageSet (a file-backed one decodes only those)."""
+    if hasattr(x, "read") and hasattr(x, "metadata"):
+        return x.read(idx)
+    return np.ascontiguousarray(x[idx], np.float32)
+
+
+def _in_batches(x: Any, size: int):
+    if hasattr(x, "batches") and hasattr(x, "metadata"):
+        yield from x.batches(size)
+    else:
+        for s in range(0, len(x), size):
+            yield x[s : s + size]
 
 
 def cas(
@@ -85,6 +102,9 @@ def cas(
     Parameters
     ----------
     synthetic, real_train, real_test : features (N, D) for ``mode="linear"``, images (N, C, H, W) for ``mode="cnn"``
+        In ``"cnn"`` mode an :class:`~medsynth_explore.data.ImageSet` may be
+        given: training reads shuffled batches of it and testing streams it,
+        so a file-backed set is never loaded whole.
     *_labels : array-like (N,)
         Class labels (e.g. a finding, sex).
     mode : {"linear", "cnn"}
@@ -116,11 +136,14 @@ def cas(
     elif mode == "cnn":
         from ..data.imageset import as_image_array
 
+        def images(v):  # an ImageSet stays as it is (a file-backed one is read in batches); arrays are checked
+            return v if hasattr(v, "batches") and hasattr(v, "metadata") else as_image_array(v)
+
         try:
-            xs, xr, xt = (as_image_array(getattr(v, "images", v)) for v in (synthetic, real_train, real_test))
+            xs, xr, xt = (images(v) for v in (synthetic, real_train, real_test))
         except Exception as exc:
             raise MetricError(f"CAS cnn mode needs images: {exc}") from exc
-        if not (xs.shape[1:] == xr.shape[1:] == xt.shape[1:]):
+        if not (tuple(xs.shape[1:]) == tuple(xr.shape[1:]) == tuple(xt.shape[1:])):
             raise MetricError("synthetic, real train and real test images must have the same shape.")
     else:
         raise MetricError(f"mode must be 'linear' or 'cnn', got {mode!r}.")

@@ -66,10 +66,15 @@ def fairness(
     if not by:
         raise DataError("give at least one metadata column to group by, e.g. by=['sex'].")
     by = ["age_group" if c == "age" else c for c in by]
-    syn_meta = store.images.metadata
+    from ..data.labels import for_grouping, harmonise
+
+    # one vocabulary on both sides (CheXpert's "Pleural Effusion", PhantomCXR's "effusion" -> pleural_effusion);
+    # a missing value (an uncertain label, an unknown sex) is its own group, "unknown"
+    ref_meta = for_grouping(harmonise(session.reference.metadata), by)
+    syn_meta = for_grouping(harmonise(store.images.metadata), by)
     for c in by:
         col = "age" if c == "age_group" else c
-        if col not in session.reference.metadata.columns or col not in syn_meta.columns:
+        if col not in ref_meta.columns or col not in syn_meta.columns:
             raise DataError(f"cannot group by {c!r}: it must be a column of both the reference and the synthetic metadata.")
 
     def value(real: np.ndarray, syn: np.ndarray) -> float:
@@ -79,7 +84,7 @@ def fairness(
         value,
         metric,
         session.reference_features(),
-        session.reference.metadata,
+        ref_meta,
         store.features,
         syn_meta,
         by,

@@ -82,6 +82,11 @@ class Session:
         privacy checks. Default: the reference is split in two halves, which
         measures how close samples come to *real* images; pass the real
         training set to measure copying.
+    cache : FeatureCache, path, None or False
+        On-disk feature cache for the reference and privacy sets. None (the
+        default): the package's cache for file-backed sets (a real reference
+        of many files is encoded once, then read back), none for in-memory
+        sets; a cache or a path: always; False: never.
     max_samples : int
         Synthetic images kept per generator; older ones are dropped first, so
         memory stays bounded however long the session runs.
@@ -111,7 +116,9 @@ class Session:
         holdout: ImageSet | None = None,
         max_samples: int = 2048,
         seed: int = 0,
+        cache: Any = None,
     ) -> None:
+        self._cache = cache
         if isinstance(reference, ImageSet):
             self.reference = reference
         elif isinstance(reference, str) and reference.lower() == "phantomcxr":
@@ -234,7 +241,7 @@ class Session:
         return _StoreImages(self._stores, self._empty_set)
 
     def _empty_set(self) -> ImageSet:
-        return ImageSet(np.zeros((0,) + self.reference.images.shape[1:], np.float32))
+        return ImageSet(np.zeros((0,) + tuple(self.reference.shape[1:]), np.float32))
 
     def generate(self, n: int, generator: str | None = None, keep: bool = True, **kwargs: Any) -> ImageSet:
         """Draw ``n`` images from a generator; keyword arguments go to ``Generator.sample``.
@@ -257,7 +264,7 @@ class Session:
         """
         name = generator or self.active
         store = self._store_for(name)
-        feats = self.encoder.encode(samples.images)
+        feats = self.encoder.encode(samples)
         coords = None
         if self._embedding is not None:
             if store.coords is None:  # a generator added after the map was fitted
@@ -273,10 +280,22 @@ class Session:
         self._emit("samples", generator=generator, n_new=0, evicted=0)
 
     # ------------------------------------------------------------------ features
+    def _encode_set(self, data: ImageSet) -> np.ndarray:
+        """Features of a reference-side set, streamed in batches, through the feature cache when it applies."""
+        cache = self._cache
+        if cache is None and data.file_backed:
+            cache = True
+        if cache is None or cache is False:
+            return self.encoder.encode(data)
+        from ..features.cache import FeatureCache, encode_cached
+
+        fc = cache if isinstance(cache, FeatureCache) else FeatureCache(None if cache is True else cache)
+        return encode_cached(self.encoder, data, cache=fc)
+
     def reference_features(self) -> np.ndarray:
-        """Features of the reference set (computed once)."""
+        """Features of the reference set (computed once; a file-backed reference streams from disk)."""
         if self._ref_features is None:
-            self._ref_features = self.encoder.encode(self.reference.images)
+            self._ref_features = self._encode_set(self.reference)
         return self._ref_features
 
     def synthetic_features(self, generator: str | None = None) -> np.ndarray:
@@ -298,7 +317,7 @@ class Session:
         """Features of the (train, holdout) sets, encoded once per session (the sets never change)."""
         if self._privacy_features is None:
             train, holdout = self.privacy_sets()
-            self._privacy_features = (self.encoder.encode(train.images), self.encoder.encode(holdout.images))
+            self._privacy_features = (self._encode_set(train), self._encode_set(holdout))
         return self._privacy_features
 
     # ------------------------------------------------------------------ metrics
@@ -398,15 +417,35 @@ class Session:
         """The UMAP map of real and synthetic features (fitted on first use, see :class:`Embedding`).
 
         Its ``synthetic`` mapping is a live view of the sample stores'
-        coordinates, which are evicted together with their images.
+        coordinates, which are evicted together with their images. The fitted
+        map is kept in the on-disk map cache (keyed by the reference
+        features' hash and the settings), so a new session on the same
+        reference loads it instead of refitting; ``cache=False`` among
+        ``umap_kwargs`` turns that off.
         """
         if self._embedding is None:
-            self._embedding = Embedding(
-                self.reference_features(), seed=self.seed, synthetic=_StoreCoords(self._stores), **umap_kwargs
-            )
-            for store in self._stores.values():
-                store.set_coords(self._place(store.features if len(store) else None))
+            self.use_map(Embedding(self.reference_features(), seed=self.seed, **umap_kwargs))
         return self._embedding
+
+    def use_map(self, embedding: Embedding) -> Embedding:
+        """Use a map made elsewhere (e.g. :meth:`Embedding.from_layout` of a layout fitted on a cluster).
+
+        It must be fitted on this session's reference features, row for row;
+        the kept synthetic samples are placed into it.
+        """
+        if not isinstance(embedding, Embedding):
+            raise MedsynthError(f"use_map takes an Embedding, got {type(embedding).__name__}.")
+        ref = self.reference_features()
+        if embedding.features.shape != ref.shape or not np.array_equal(embedding.features, np.asarray(ref, np.float32)):
+            raise DataError(
+                f"the map was fitted on {embedding.features.shape[0]} features of {embedding.features.shape[1]} dimensions "
+                "that are not this session's reference features; fit it on session.reference_features()."
+            )
+        embedding.synthetic = _StoreCoords(self._stores)
+        self._embedding = embedding
+        for store in self._stores.values():
+            store.set_coords(self._place(store.features if len(store) else None))
+        return embedding
 
     def _place(self, features: np.ndarray | None) -> np.ndarray:
         """Coordinates of features in the fitted map ((0, 2) for none)."""

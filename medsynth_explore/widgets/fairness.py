@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..metrics.registry import higher_is_better
 from .common import COLORS, BasePanel, html_table, metric_label
 
-__all__ = ["FairnessPanel", "fairness_columns", "gap_summary", "METRICS"]
+__all__ = ["FairnessPanel", "fairness_columns", "shared_columns", "gap_summary", "METRICS"]
 
 #: Metrics the panel offers; their labels and directions come from the metric registry.
 METRICS = ("coverage", "recall", "precision", "density", "fid", "kid")
@@ -86,6 +86,37 @@ def fairness_columns(real_meta: pd.DataFrame, synthetic_meta: pd.DataFrame | Non
         if 2 <= levels <= max_levels:
             out.append(col)
     return out
+
+
+def shared_columns(real_meta: pd.DataFrame, synthetic_meta: pd.DataFrame | None = None, max_levels: int = 12) -> list[str]:
+    """:func:`fairness_columns` of both sides harmonised (:func:`medsynth_explore.data.harmonise`).
+
+    Real and synthetic sets name findings and subgroups differently (a
+    CheXpert reference's ``pleural_effusion`` and ``sex``, a PhantomCXR
+    generator's ``effusion``); harmonised, they share the vocabulary's
+    columns. A column harmonise derived from a raw column that is offered
+    itself on both sides (PhantomCXR's ``effusion`` -> ``pleural_effusion``)
+    is left out, so one finding is offered once.
+
+    Examples
+    --------
+    >>> real = pd.DataFrame({"age": [30, 50, 70, 40], "Sex": ["Male", "Female"] * 2, "Pleural Effusion": [1.0, 0.0, -1.0, 1.0]})
+    >>> syn = pd.DataFrame({"age": [40, 60], "sex": ["M", "F"], "effusion": [1, 0]})
+    >>> shared_columns(real, syn)
+    ['age', 'sex', 'pleural_effusion']
+    >>> shared_columns(syn, syn)
+    ['age', 'sex', 'effusion']
+    """
+    from ..data.labels import harmonise, vocabulary_twins
+
+    real_h = harmonise(real_meta)
+    syn_h = harmonise(synthetic_meta) if synthetic_meta is not None and len(synthetic_meta.columns) else synthetic_meta
+    cols = fairness_columns(real_h, syn_h, max_levels)
+    twins = vocabulary_twins(real_h)
+    if syn_h is not None and len(syn_h.columns):
+        syn_twins = vocabulary_twins(syn_h)
+        twins = {k: v for k, v in twins.items() if syn_twins.get(k) == v}
+    return [c for c in cols if not (c in twins and any(part in cols for part in twins[c].split("+")))]
 
 
 def gap_summary(table: pd.DataFrame) -> dict[str, Any]:
@@ -235,7 +266,7 @@ class FairnessPanel(BasePanel):
         name = self.session.active
         syn = self.session.synthetic.get(name) if name is not None else None
         syn_meta = syn.metadata if syn is not None and len(syn) else None
-        cols = fairness_columns(self.session.reference.metadata, syn_meta)
+        cols = shared_columns(self.session.reference.metadata, syn_meta)
         keep = tuple(v for v in self.by.value if v in cols)
         if not keep and "sex" in cols:
             keep = ("sex",)

@@ -1,0 +1,421 @@
+"""Decoding image files safely, in one place: pixel limit, decompression bombs, truncation, size policy.
+
+Every loader that reads PNG, JPEG, TIFF or BMP files goes through
+:func:`probe_image` (at load time: header only, plus a look at the file's
+last bytes) and :func:`decode_image` (when pixels are needed). Both raise
+:class:`~medsynth_explore.errors.DataError` naming the file for anything a
+file can do wrong: not an image, truncated, more pixels than
+:data:`PIXEL_LIMIT` (a decompression bomb: PIL's own
+``DecompressionBombWarning`` / ``DecompressionBombError`` are turned into a
+``DataError`` too), or a decoder failure of any kind.
+
+Size policy (``size=`` on every loader, :func:`fit_size`):
+
+* ``size=None`` keeps each image's own size (then all must share one);
+* ``size=S`` or ``size=(H, W)`` makes every image H x W, and ``aspect`` says
+  how an image of another aspect ratio gets there:
+
+  - ``"crop"`` (default): scale so the image covers H x W, then cut the
+    centre (the torchvision ``Resize`` + ``CenterCrop`` recipe; done in one
+    step with PIL's ``resize(box=...)``, so no pixel is interpolated twice);
+  - ``"pad"``: scale so the whole image fits, then pad the rest with black
+    (0), centred; nothing of the image is lost;
+  - ``"stretch"``: scale each axis on its own (distorts anatomy).
+
+  Resampling is PIL's bilinear filter, which widens its support when
+  shrinking (antialiased). 8-bit images are resized in 8 bits, as PIL does;
+  16-bit and float images in 32-bit float. The original width and height
+  go into the metadata (``original_width``, ``original_height``).
+
+Intensities: 8-bit values are divided by 255, 16-bit by 65535, 32-bit
+integer images are clipped to [0, 65535] and divided by 65535, float images
+are scaled by their own minimum and maximum.
+
+Examples
+--------
+>>> fit_size((300, 200), (100, 100), "crop")  # (width, height) in, box and output size out
+((50.0, 0.0, 250.0, 200.0), (100, 100), (0, 0))
+>>> fit_size((300, 200), (100, 100), "pad")
+((0.0, 0.0, 300.0, 200.0), (100, 67), (0, 16))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = [
+    "PIXEL_LIMIT",
+    "ASPECTS",
+    "DecodeSettings",
+    "ImageInfo",
+    "check_size",
+    "fit_size",
+    "probe_image",
+    "decode_image",
+    "resize_array",
+    "pil_to_array",
+    "quiet_bomb_warnings",
+]
+
+#: Most pixels (width x height) an image file may declare; larger ones raise ``DataError`` as possible
+#: decompression bombs. PIL's own default (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 million) is the same.
+PIXEL_LIMIT = 89_478_485
+
+#: Aspect-ratio policies of ``size=`` (see the module docstring).
+ASPECTS = ("crop", "pad", "stretch")
+
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
+_TAIL_BYTES = 1024
+
+
+def check_size(size: Any) -> Optional[tuple[int, int]]:
+    """``size=`` as ``(height, width)`` or None.
+
+    Examples
+    --------
+    >>> check_size(64), check_size((32, 48)), check_size(None)
+    ((64, 64), (32, 48), None)
+    """
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    try:
+        h, w = (int(v) for v in size)
+        if any(isinstance(v, bool) or float(v) != int(v) for v in size):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise DataError(f"size must be an integer or a pair (height, width) of integers, got {size!r}.") from None
+    if not (1 <= h <= 16384 and 1 <= w <= 16384):
+        raise DataError(f"size must be between 1 and 16384 pixels on each side, got {size!r}.")
+    return (h, w)
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How files become arrays; part of the feature-cache key of every file-backed image.
+
+    Attributes
+    ----------
+    size : (height, width) or None
+    aspect : {"crop", "pad", "stretch"}
+    channels : {1, 3}
+    pixel_limit : int
+    kind : str
+        ``"image"`` (PIL) or ``"dicom"``.
+    voi : str or tuple
+        DICOM only: ``"auto"``, ``"none"`` or ``(center, width)``.
+    """
+
+    size: Optional[tuple[int, int]] = None
+    aspect: str = "crop"
+    channels: int = 1
+    pixel_limit: int = PIXEL_LIMIT
+    kind: str = "image"
+    voi: Any = "auto"
+
+    def __post_init__(self) -> None:
+        if self.aspect not in ASPECTS:
+            raise DataError(f"aspect must be one of {list(ASPECTS)}, got {self.aspect!r}.")
+        if self.channels not in (1, 3):
+            raise DataError(f"channels must be 1 or 3, got {self.channels!r}.")
+        if not isinstance(self.pixel_limit, (int, np.integer)) or self.pixel_limit < 1:
+            raise DataError(f"pixel_limit must be a positive integer, got {self.pixel_limit!r}.")
+
+    def digest(self) -> str:
+        """Short SHA-256 of the settings (and of this module's decoding rules version).
+
+        Examples
+        --------
+        >>> DecodeSettings(size=(64, 64)).digest() != DecodeSettings(size=(32, 32)).digest()
+        True
+        """
+        d = asdict(self)
+        d["rules"] = 1
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header of an image file says."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+
+    @property
+    def grey(self) -> bool:
+        """Whether the mode is a grey one (no colour channels)."""
+        return self.mode in _GREY_MODES
+
+
+@contextlib.contextmanager
+def quiet_bomb_warnings():
+    """Silence PIL's ``DecompressionBombWarning`` while files are probed; :data:`PIXEL_LIMIT` decides instead.
+
+    Enter it in the thread that starts the work (``warnings.catch_warnings``
+    is process-wide and must not be entered from worker threads); a probe
+    over the limit raises :class:`~medsynth_explore.errors.DataError`.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _pixel_error(path: Any, w: int, h: int, limit: int) -> DataError:
+    return DataError(
+        f"image {str(path)!r} declares {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} "
+        "(a corrupt file or a decompression bomb). If the image is real, pass a larger pixel_limit= to the loader."
+    )
+
+
+def _tail_ok(path: Any, fmt: str) -> bool:
+    """Whether a PNG ends with its IEND chunk and a JPEG with its EOI marker (a cheap truncation check)."""
+    marker = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}.get(fmt)
+    if marker is None:
+        return True
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - _TAIL_BYTES))
+        return marker in fh.read()
+
+
+def probe_image(path: Any, pixel_limit: int = PIXEL_LIMIT) -> ImageInfo:
+    """Read an image file's header (not its pixels) and check that it can be decoded safely.
+
+    Parameters
+    ----------
+    path : path-like
+    pixel_limit : int
+        Most pixels the image may declare (:data:`PIXEL_LIMIT`).
+
+    Returns
+    -------
+    ImageInfo
+
+    Raises
+    ------
+    DataError
+        Not an image PIL can read, more pixels than ``pixel_limit`` (or PIL's
+        own decompression-bomb limits), or a PNG / JPEG whose end is missing
+        (truncated).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.png")
+    >>> Image.new("L", (6, 4)).save(p)
+    >>> probe_image(p)
+    ImageInfo(width=6, height=4, mode='L', format='PNG')
+    >>> _ = open(p, "r+b").truncate(30)
+    >>> probe_image(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    medsynth_explore.errors.DataError: cannot read image ... (unreadable or truncated): ...
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            info = ImageInfo(int(w), int(h), str(im.mode), str(im.format or "?"))
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {str(path)!r} is a possible decompression bomb, refused: {exc}") from exc
+    except Exception as exc:  # any failure to parse a user's file is a data problem
+        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {type(exc).__name__}: {exc}") from exc
+    if info.width < 1 or info.height < 1:
+        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): it declares {w}x{h} pixels.")
+    if info.width * info.height > pixel_limit:
+        raise _pixel_error(path, info.width, info.height, pixel_limit)
+    try:
+        ok = _tail_ok(path, info.format)
+    except OSError as exc:
+        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {exc}") from exc
+    if not ok:
+        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): its {info.format} end marker is missing.")
+    return info
+
+
+def fit_size(src_wh: tuple[int, int], out_hw: tuple[int, int], aspect: str):
+    """The source box, the scaled size and the paste offset of one resize under an aspect policy.
+
+    Parameters
+    ----------
+    src_wh : (width, height) of the source
+    out_hw : (height, width) wanted
+    aspect : {"crop", "pad", "stretch"}
+
+    Returns
+    -------
+    box : (x0, y0, x1, y1) in source pixels, the region that is scaled
+    scaled : (width, height) the box is resized to
+    offset : (x, y) where the scaled image goes in the H x W output (pad only; else (0, 0))
+    """
+    w, h = (float(v) for v in src_wh)
+    oh, ow = out_hw
+    if aspect == "stretch":
+        return (0.0, 0.0, w, h), (ow, oh), (0, 0)
+    if aspect == "crop":
+        scale = max(ow / w, oh / h)
+        bw, bh = ow / scale, oh / scale
+        x0, y0 = (w - bw) / 2.0, (h - bh) / 2.0
+        return (x0, y0, x0 + bw, y0 + bh), (ow, oh), (0, 0)
+    if aspect == "pad":
+        scale = min(ow / w, oh / h)
+        sw, sh = max(1, min(ow, int(round(w * scale)))), max(1, min(oh, int(round(h * scale))))
+        return (0.0, 0.0, w, h), (sw, sh), ((ow - sw) // 2, (oh - sh) // 2)
+    raise DataError(f"aspect must be one of {list(ASPECTS)}, got {aspect!r}.")
+
+
+def _resize_pil(im, out_hw: tuple[int, int], aspect: str):
+    """Resize a PIL image (mode L, RGB or F) to (height, width) under ``aspect``."""
+    from PIL import Image
+
+    if im.size == (out_hw[1], out_hw[0]):
+        return im
+    box, scaled, offset = fit_size(im.size, out_hw, aspect)
+    r = im.resize(scaled, resample=Image.BILINEAR, box=box)
+    if scaled == (out_hw[1], out_hw[0]):
+        return r
+    canvas = Image.new(r.mode, (out_hw[1], out_hw[0]), 0)
+    canvas.paste(r, offset)
+    return canvas
+
+
+def resize_array(a: np.ndarray, out_hw: tuple[int, int], aspect: str) -> np.ndarray:
+    """Resize a float32 image (C, H, W) in [0, 1] to ``out_hw`` under an aspect policy (32-bit float, bilinear).
+
+    Examples
+    --------
+    >>> resize_array(np.ones((1, 10, 20), np.float32), (8, 8), "pad")[0, :, 0].tolist()
+    [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    from PIL import Image
+
+    if a.shape[1:] == tuple(out_hw):
+        return a
+    out = [np.asarray(_resize_pil(Image.fromarray(np.ascontiguousarray(c, np.float32), mode="F"), out_hw, aspect)) for c in a]
+    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def pil_to_array(im) -> np.ndarray:
+    """PIL image -> float32 array in [0, 1], (H, W) grey or (H, W, 3) colour (the intensity rules above).
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> pil_to_array(Image.new("L", (2, 1), 255)).tolist()
+    [[1.0, 1.0]]
+    """
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im, dtype=np.uint16).astype(np.float32) / 65535.0
+    if mode == "I":
+        a = np.asarray(im, dtype=np.int64)
+        return (a.clip(0, 65535) / 65535.0).astype(np.float32)
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        finite = a[np.isfinite(a)]
+        if finite.size == 0:
+            return np.zeros_like(a)
+        lo, hi = float(finite.min()), float(finite.max())
+        a = np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo)
+        return ((a - lo) / (hi - lo)).astype(np.float32) if hi > lo else np.zeros_like(a)
+    if mode == "L":
+        return np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0
+    if mode in ("1", "LA", "La"):
+        return np.asarray(im.convert("L"), dtype=np.uint8).astype(np.float32) / 255.0
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).astype(np.float32) / 255.0
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _grey_or_luma(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W): the channel itself when R = G = B, else the ITU-R 601 luma."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0]
+    return rgb[..., :3] @ _LUMA
+
+
+def decode_image(path: Any, settings: DecodeSettings) -> np.ndarray:
+    """Decode one image file into a float32 array (C, H, W) in [0, 1] under ``settings``.
+
+    Raises
+    ------
+    DataError
+        For any failure: unreadable, truncated, over the pixel limit, a
+        decoder error. The message names the file.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.png")
+    >>> Image.new("L", (40, 20), 255).save(p)
+    >>> decode_image(p, DecodeSettings(size=(8, 8), aspect="pad"))[0, :, 0].tolist()
+    [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > settings.pixel_limit:
+                raise _pixel_error(path, w, h, settings.pixel_limit)
+            im.load()
+            return _array_from_pil(im, settings)
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {str(path)!r} is a possible decompression bomb, refused: {exc}") from exc
+    except Exception as exc:  # any decoder failure on a user's file is a data problem
+        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {type(exc).__name__}: {exc}") from exc
+
+
+def _array_from_pil(im, settings: DecodeSettings) -> np.ndarray:
+    from PIL import Image
+
+    size, c = settings.size, settings.channels
+    mode = im.mode
+    if mode in ("1", "LA", "La"):
+        im, mode = im.convert("L"), "L"
+    elif mode not in _GREY_MODES:
+        if mode != "RGB":
+            im = im.convert("RGB")
+        mode = "RGB"
+    if mode == "RGB" and c == 1:
+        rgb = np.asarray(im, dtype=np.uint8)
+        grey = _grey_or_luma(rgb)
+        if grey.dtype == np.uint8:
+            im, mode = Image.fromarray(np.ascontiguousarray(grey), mode="L"), "L"
+        else:  # colour: luma in float, resized in float
+            a = (grey / np.float32(255.0)).astype(np.float32)
+            out = a[None]
+            return resize_array(out, size, settings.aspect) if size is not None else out
+    if mode in ("L", "RGB"):
+        if size is not None:
+            im = _resize_pil(im, size, settings.aspect)
+        a = pil_to_array(im)
+    else:  # 16-bit, 32-bit integer and float images: to [0, 1] first, resized in float
+        a = pil_to_array(im)
+        if size is not None:
+            a = resize_array(a[None], size, settings.aspect)[0]
+    if a.ndim == 2:
+        return np.repeat(a[None], c, axis=0) if c == 3 else a[None]
+    return np.ascontiguousarray(a.transpose(2, 0, 1))

@@ -1,0 +1,383 @@
+"""File-backed image sets: the same API as in memory, pixels read in batches, safe decoding, size policies."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from medsynth_explore import DataError, load_dataset
+from medsynth_explore.data import ImageSet, write_folder
+from medsynth_explore.data.sources import FileSource
+from medsynth_explore.features import PixelEncoder, RandomCNNEncoder
+from medsynth_explore.features.cache import FeatureCache, encode_cached
+
+
+def _set(n=12, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    images = (np.rint(rng.random((n, 1, size, size)) * 65535) / 65535).astype(np.float32)
+    meta = pd.DataFrame(
+        {"patient_id": [f"P{i // 2}" for i in range(n)], "sex": ["F", "M"] * (n // 2), "age": rng.integers(20, 90, n)}
+    )
+    return ImageSet(images, meta, {"source": "test"})
+
+
+@pytest.fixture
+def folder(tmp_path):
+    s = _set()
+    return s, write_folder(s, tmp_path / "ds")
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSYNTH_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# --------------------------------------------------------------------------- the same API
+def test_file_backed_set_reads_what_the_in_memory_one_holds(folder):
+    s, path = folder
+    lazy = load_dataset(path, lazy=True)
+    eager = load_dataset(path, lazy=False)
+    assert lazy.file_backed and not eager.file_backed and not s.file_backed
+    assert len(lazy) == 12 and lazy.shape == (12, 1, 16, 16) and lazy.nbytes == 12 * 16 * 16 * 4
+    np.testing.assert_array_equal(np.concatenate(list(lazy.batches(5))), s.images)
+    assert [len(b) for b in lazy.batches(5, workers=3)] == [5, 5, 2]
+    np.testing.assert_array_equal(lazy.read([7, 2]), s.images[[7, 2]])
+    np.testing.assert_array_equal(eager.images, s.images)
+    pd.testing.assert_frame_equal(lazy.metadata, eager.metadata)
+    assert "file-backed" in repr(lazy)
+
+
+def test_subset_query_split_concat_stay_file_backed(folder):
+    s, path = folder
+    lazy = load_dataset(path, lazy=True)
+    f = lazy.query("sex == 'F'")
+    assert f.file_backed and len(f) == 6
+    np.testing.assert_array_equal(np.concatenate(list(f.batches(4))), s.images[::2])
+    assert f.provenance["parent_hash"] == lazy.content_hash
+    parts = lazy.split((0.5, 0.5), seed=1)
+    assert all(p.file_backed for p in parts.values())
+    assert not set(parts["train"].metadata.patient_id) & set(parts["val"].metadata.patient_id)
+    both = ImageSet.concat([lazy[:3], s[5:7], lazy[10:]])
+    assert both.file_backed and len(both) == 7
+    np.testing.assert_array_equal(np.concatenate(list(both.batches(3))), s.images[[0, 1, 2, 5, 6, 10, 11]])
+    np.testing.assert_array_equal(both.read([6, 3, 0]), s.images[[11, 5, 0]])
+    np.testing.assert_array_equal(both[[4, 1]].read([0, 1]), s.images[[6, 1]])
+    with pytest.raises(DataError, match="different shapes"):
+        ImageSet.concat([lazy, _set(size=8)])
+    assert lazy.copy().file_backed
+
+
+def test_images_loads_within_the_memory_limit_and_refuses_above(folder, monkeypatch):
+    s, path = folder
+    lazy = load_dataset(path, lazy=True)
+    np.testing.assert_array_equal(lazy.images, s.images)  # 12 KB: within the default limit, loaded and kept
+    monkeypatch.setenv("MEDSYNTH_MEMORY_LIMIT", "4KB")
+    big = load_dataset(path)  # lazy="auto": above the limit, so file-backed
+    assert big.file_backed
+    with pytest.raises(DataError, match=r"more than the in-memory limit.*batches"):
+        big.images
+    assert big[:2].images.shape == (2, 1, 16, 16)  # a subset that fits
+    monkeypatch.setenv("MEDSYNTH_MEMORY_LIMIT", "lots")
+    with pytest.raises(DataError, match="MEDSYNTH_MEMORY_LIMIT"):
+        big.images
+
+
+def test_batches_decode_at_most_prefetch_batches_ahead(folder):
+    _, path = folder
+    lazy = load_dataset(path, lazy=True)
+    src = lazy.source
+    decoded = []
+    orig = src.decoder
+
+    def counting(p):
+        decoded.append(p)
+        return orig(p)
+
+    src.decoder = counting
+    seen = 0
+    for batch in src.batches(2, workers=2, prefetch=1):
+        seen += len(batch)
+        # the batch handed over, the one being decoded next: never the whole set
+        assert len(decoded) <= seen + 2 * 2
+    assert seen == 12 and len(decoded) == 12
+
+
+def test_one_worker_still_decodes_the_next_batch_while_the_consumer_works(folder):
+    import threading
+
+    _, path = folder
+    src = load_dataset(path, lazy=True).source
+    expected = src.read(np.arange(len(src)), workers=1)
+    orig, threads, second_batch_started = src.decoder, set(), threading.Event()
+    second = set(src.paths[4:8])
+
+    def watching(p):
+        threads.add(threading.current_thread().name)
+        if p in second:
+            second_batch_started.set()
+        return orig(p)
+
+    src.decoder = watching
+    got = []
+    for i, batch in enumerate(src.batches(4, workers=1, prefetch=1)):
+        if i == 0:  # the consumer holds batch 0 and has not asked for more: batch 1 is decoded meanwhile
+            assert second_batch_started.wait(timeout=30)
+        got.append(batch)
+    assert np.array_equal(np.concatenate(got), expected)
+    assert threads and all(t.startswith("medsynth-decode") for t in threads)
+    # prefetch=0: each batch is decoded in the caller's thread when asked for
+    threads.clear()
+    assert sum(len(b) for b in src.batches(4, workers=1, prefetch=0)) == 12
+    assert threads == {threading.current_thread().name}
+
+
+def test_a_failing_file_raises_a_data_error_while_streaming(folder):
+    _, path = folder
+    lazy = load_dataset(path, lazy=True)
+    (path / lazy.metadata.filename[5]).write_bytes(b"\x89PNG garbage")
+    with pytest.raises(DataError, match="unreadable or truncated"):
+        for _ in lazy.batches(4, workers=2):
+            pass
+
+
+# --------------------------------------------------------------------------- encoders, cache, evaluate
+def test_encoders_stream_a_file_backed_set_with_the_same_features(folder):
+    s, path = folder
+    lazy = load_dataset(path, lazy=True)
+    for enc in (PixelEncoder(size=8), RandomCNNEncoder(seed=0)):
+        np.testing.assert_array_equal(enc.encode(lazy, batch_size=5), enc.encode(s.images, batch_size=5))
+    got = []
+    PixelEncoder(size=8).encode(lazy, batch_size=5, callback=lambda d, t: got.append((d, t)))
+    assert got == [(5, 12), (10, 12), (12, 12)]
+
+
+def test_feature_cache_keys_files_by_identity_and_reads_no_pixel_the_second_time(folder, tmp_path, monkeypatch):
+    s, path = folder
+    cache = FeatureCache(tmp_path / "fc")
+    enc = PixelEncoder(size=8)
+    lazy = load_dataset(path, lazy=True)
+    first = encode_cached(enc, lazy, cache=cache)
+    np.testing.assert_array_equal(first, enc.encode(s.images))
+
+    def no_decoding(self, position):
+        raise AssertionError("a pixel was decoded although every feature was cached")
+
+    monkeypatch.setattr(FileSource, "_decode_one", no_decoding)
+    again = load_dataset(path, lazy=True)  # a new set over the same files: same keys
+    assert again.image_hashes() == lazy.image_hashes()
+    np.testing.assert_array_equal(encode_cached(enc, again, cache=cache), first)
+    monkeypatch.undo()
+    # other decoding settings or a changed file: other keys
+    assert load_dataset(path, lazy=True, size=8).image_hashes()[0] != lazy.image_hashes()[0]
+    f = path / lazy.metadata.filename[0]
+    Image.fromarray(np.zeros((16, 16), np.uint16)).save(f)
+    os.utime(f, ns=(1, 1))
+    changed = load_dataset(path, lazy=True)
+    assert changed.image_hashes()[0] != lazy.image_hashes()[0] and changed.image_hashes()[1:] == lazy.image_hashes()[1:]
+    feats = encode_cached(enc, changed, cache=cache)  # only the changed file is encoded again
+    np.testing.assert_array_equal(feats[1:], first[1:])
+    np.testing.assert_array_equal(feats[0], enc.encode(np.zeros((1, 1, 16, 16), np.float32))[0])
+
+
+def test_evaluate_takes_paths_and_file_backed_sets_on_either_side(tmp_path):
+    from medsynth_explore.evaluate import evaluate
+
+    real, syn = _set(40, seed=1), _set(40, seed=2)
+    rp, sp = write_folder(real, tmp_path / "real"), write_folder(syn, tmp_path / "syn")
+    direct = evaluate(real, syn, encoder="pixels", metrics=["fid", "coverage"], by="sex", n_boot=0, cache=False)
+    lazy = evaluate(load_dataset(rp, lazy=True), sp, encoder="pixels", metrics=["fid", "coverage"], by="sex", n_boot=0)
+    pd.testing.assert_frame_equal(lazy.table, direct.table)
+    assert lazy.provenance["real"]["file_backed"] is True
+    again = evaluate(load_dataset(rp, lazy=True), syn, encoder="pixels", metrics=["fid"], n_boot=0)  # from the cache
+    assert again.value("fid") == direct.value("fid")
+
+
+def test_cas_cnn_mode_reads_file_backed_sets_in_batches(tmp_path):
+    from medsynth_explore.metrics import cas
+
+    rng = np.random.default_rng(0)
+    lab = np.arange(90) % 2
+    imgs = (rng.random((90, 1, 16, 16)) * 0.3 + lab[:, None, None, None] * 0.5).astype(np.float32)
+    imgs = np.rint(imgs * 65535) / 65535
+    path = write_folder(ImageSet(imgs.astype(np.float32)), tmp_path / "x")
+    lazy = load_dataset(path, lazy=True)
+    a = cas(imgs[:30], lab[:30], imgs[30:60], lab[30:60], imgs[60:], lab[60:], mode="cnn", epochs=3, seed=0)
+    b = cas(lazy[:30], lab[:30], lazy[30:60], lab[30:60], lazy[60:], lab[60:], mode="cnn", epochs=3, seed=0)
+    assert a == b
+
+
+def test_session_streams_a_file_backed_reference(folder):
+    from medsynth_explore.session import Session
+
+    s, path = folder
+    session = Session(reference=load_dataset(path, lazy=True), generators=[], encoder="pixels", cache=False)
+    np.testing.assert_array_equal(session.reference_features(), PixelEncoder().encode(s.images))
+    train, holdout = session.privacy_sets()
+    assert train.file_backed and len(train) + len(holdout) == 12
+    tf, hf = session.privacy_features()
+    assert tf.shape[0] == len(train)
+
+
+def test_write_folder_streams_a_file_backed_set(folder, tmp_path):
+    s, path = folder
+    out = load_dataset(path, lazy=True).to_folder(tmp_path / "copy")
+    np.testing.assert_array_equal(load_dataset(out).images, s.images)
+
+
+# --------------------------------------------------------------------------- size policies
+def _bars(tmp_path, w=40, h=20):
+    a = np.zeros((h, w), np.uint8)
+    a[:, : w // 4] = 255  # a bright left quarter
+    Image.fromarray(a).save(tmp_path / "wide.png")
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "small.png")
+    pd.DataFrame({"filename": ["wide.png", "small.png"]}).to_csv(tmp_path / "metadata.csv", index=False)
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_size_policies_and_the_original_size_in_metadata(tmp_path, lazy):
+    _bars(tmp_path)
+    with pytest.raises(DataError, match="mixed sizes.*size="):
+        load_dataset(tmp_path, lazy=lazy)
+    crop = load_dataset(tmp_path, size=10, lazy=lazy)
+    pad = load_dataset(tmp_path, size=10, aspect="pad", lazy=lazy)
+    stretch = load_dataset(tmp_path, size=(10, 10), aspect="stretch", lazy=lazy)
+    for d in (crop, pad, stretch):
+        assert d.shape == (2, 1, 10, 10)
+        assert d.metadata[["original_width", "original_height"]].values.tolist() == [[40, 20], [8, 8]]
+    c, p, s = crop.images[0, 0], pad.images[0, 0], stretch.images[0, 0]
+    # crop: the centre 20x20 of 40x20 (columns 10-29) has no bright column: only the left quarter (0-9) was bright
+    # (the filter's support reaches one source pixel past the box, so the first output column sees a little of it)
+    assert c[:, 1:].max() < 0.05 and c[:, 0].max() < 0.2
+    # pad: the image fills rows 2.5-7.5 (5 of 10 rows), black above and below; the bright quarter is on the left
+    assert p[0].max() == 0 and p[-1].max() == 0 and p[5, 0] > 0.9 and p[5, -1] < 0.05
+    # stretch: every row has the bright left quarter (columns 0-1.5 of 10)
+    assert (s[:, 0] > 0.9).all() and s[:, -1].max() < 0.05
+    np.testing.assert_allclose(crop.images[1], 128 / 255, atol=1 / 255)  # upscaled, flat
+    with pytest.raises(DataError, match="aspect"):
+        load_dataset(tmp_path, size=10, aspect="squash")
+    with pytest.raises(DataError, match="size must be"):
+        load_dataset(tmp_path, size=0)
+
+
+# --------------------------------------------------------------------------- safety
+def test_paths_outside_the_data_folder_are_refused(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "outside.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "inside.png")
+    for bad, msg in (("../outside.png", "outside the data folder"), (str(tmp_path / "outside.png"), "absolute path")):
+        pd.DataFrame({"filename": ["inside.png", bad]}).to_csv(root / "metadata.csv", index=False)
+        with pytest.raises(DataError, match=msg):
+            load_dataset(root)
+        assert len(load_dataset(root, allow_outside_root=True)) == 2
+    os.symlink(tmp_path / "outside.png", root / "link.png")
+    pd.DataFrame({"filename": ["link.png"]}).to_csv(root / "metadata.csv", index=False)
+    with pytest.raises(DataError, match="outside the data folder"):
+        load_dataset(root)
+    pd.DataFrame({"filename": ["inside.png", ""]}).to_csv(root / "metadata.csv", index=False)
+    with pytest.raises(DataError, match="empty"):
+        load_dataset(root)
+
+
+def _png_header_only(path, w, h):
+    """A PNG that declares w x h grey pixels but holds a few bytes of data (what a bomb's header looks like)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("side", [30000, 10000])
+def test_decompression_bombs_raise_a_data_error_without_pil_warnings(tmp_path, side):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "ok.png")
+    _png_header_only(tmp_path / "bomb.png", side, side)
+    pd.DataFrame({"filename": ["ok.png", "bomb.png"]}).to_csv(tmp_path / "metadata.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(DataError, match="bomb|pixel limit|above the limit"):
+            load_dataset(tmp_path)
+        with pytest.warns(RuntimeWarning, match="skipped 1 of 2"):
+            kept = load_dataset(tmp_path, on_error="skip")
+    assert len(kept) == 1 and kept.provenance["skipped"][0]["file"] == "bomb.png"
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(small / "a.png")
+    pd.DataFrame({"filename": ["a.png"]}).to_csv(small / "metadata.csv", index=False)
+    with pytest.raises(DataError, match="above the limit"):
+        load_dataset(small, pixel_limit=1000)
+
+
+def test_on_error_skip_lists_missing_unreadable_and_truncated_files(tmp_path):
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    raw = (tmp_path / "2.png").read_bytes()
+    (tmp_path / "2.png").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "3.png").write_text("not an image")
+    pd.DataFrame({"filename": ["0.png", "1.png", "2.png", "3.png", "gone.png"], "k": range(5)}).to_csv(
+        tmp_path / "metadata.csv", index=False
+    )
+    with pytest.raises(DataError, match=r"2.png' \(unreadable or truncated\)"):  # the first bad row
+        load_dataset(tmp_path)
+    for lazy in (True, False):
+        with pytest.warns(RuntimeWarning, match="skipped 3 of 5"):
+            d = load_dataset(tmp_path, on_error="skip", lazy=lazy)
+        assert d.metadata.k.tolist() == [0, 1]
+        assert [s["file"] for s in d.provenance["skipped"]] == ["2.png", "3.png", "gone.png"]
+        assert "truncated" in d.provenance["skipped"][0]["reason"] and d.provenance["skipped"][2]["reason"] == "missing"
+
+
+def test_verify_finds_files_that_only_fail_when_decoded(tmp_path):
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (32, 32), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    raw = bytearray((tmp_path / "1.png").read_bytes())
+    start = raw.index(b"IDAT") + 8
+    raw[start : start + 40] = b"\xff" * 40  # damaged compressed data; the file still ends with IEND
+    (tmp_path / "1.png").write_bytes(bytes(raw))
+    pd.DataFrame({"filename": ["0.png", "1.png", "2.png"]}).to_csv(tmp_path / "metadata.csv", index=False)
+    lazy = load_dataset(tmp_path, lazy=True)  # the probe passes
+    assert len(lazy) == 3
+    with pytest.raises(DataError, match="1.png"):
+        list(lazy.batches(2))
+    checked = load_dataset(tmp_path, lazy=True, verify=True, on_error="skip")
+    assert len(checked) == 2 and "1.png" in checked.provenance["skipped"][0]["file"]
+    with pytest.raises(DataError, match="1.png"):
+        load_dataset(tmp_path, lazy=True, verify=True)
+
+
+def test_bad_loader_options_are_data_errors(folder):
+    _, path = folder
+    for kw, msg in (({"lazy": "maybe"}, "lazy"), ({"on_error": "ignore"}, "on_error"), ({"channels": 2}, "channels")):
+        with pytest.raises(DataError, match=msg):
+            load_dataset(path, **kw)
+
+
+# --------------------------------------------------------------------------- npz
+@pytest.mark.parametrize("compressed", [False, True])
+def test_medmnist_npz_is_read_row_by_row_when_file_backed(tmp_path, compressed):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (7, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 2, (7, 1)),
+        "test_images": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 2, (3, 1)),
+    }
+    (np.savez_compressed if compressed else np.savez)(tmp_path / "m.npz", **arrays)
+    eager = load_dataset(tmp_path / "m.npz", lazy=False)
+    lazy = load_dataset(tmp_path / "m.npz", lazy=True)
+    assert lazy.file_backed and lazy.shape == eager.shape == (10, 1, 28, 28)
+    np.testing.assert_array_equal(np.concatenate(list(lazy.batches(4))), eager.images)
+    np.testing.assert_array_equal(lazy.read([8, 1]), eager.images[[8, 1]])
+    np.testing.assert_allclose(eager.images[:7, 0] * 255, arrays["train_images"], atol=1e-4)
+    small = load_dataset(tmp_path / "m.npz", lazy=True, size=14)
+    assert small.shape == (10, 1, 14, 14)
