@@ -160,7 +160,8 @@ def test_change_condition_and_generate(page):
     _tab(page, "Generate")
     panel = page.locator(".msx-panel").filter(has=page.locator("button", has_text="Generate")).first
     panel.locator(".widget-toggle-buttons button", has_text="F").first.click()
-    before = panel.locator(".widget-image").count()
+    # count grid thumbnails only: the panel also holds the step preview and the full-size viewer
+    before = page.locator(".msx-panel .widget-gridbox .widget-image").count()
     panel.locator("button", has_text="Generate").first.click()
     page.wait_for_function(
         "(n) => document.querySelectorAll('.msx-panel .widget-gridbox .widget-image').length >= n + 8", arg=before

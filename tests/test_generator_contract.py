@@ -20,7 +20,17 @@ from medsynth_explore.errors import CancelledError, CapabilityError, ConditionEr
 from doubles import Noise
 
 #: What a contract test may ask each family: keyword arguments that keep sampling cheap.
-FAST = {"physics": {}, "vae": {}, "gan": {}, "diffusion": {"steps": 2}, "diffusers": {"steps": 3}, "test-double": {}}
+FAST = {
+    "physics": {},
+    "vae": {},
+    "gan": {},
+    "diffusion": {"steps": 2},
+    "diffusers": {"steps": 3},
+    "diffusers-sd": {"steps": 2},
+    "monai-ddpm": {"steps": 3},
+    "monai-text-ldm": {"steps": 2},
+    "test-double": {},
+}
 
 #: Families that do not promise "the first k images of n are those of k", and why.
 NO_PREFIX = {
@@ -75,12 +85,36 @@ def _diffusers(tmp_path_factory):
     return load_generator(folder)
 
 
+def _stable_diffusion(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from medsynth_explore.generators import load_generator
+    from medsynth_explore.generators.tiny import write_stable_diffusion
+
+    return load_generator(write_stable_diffusion(tmp_path_factory.mktemp("contract-sd"), size=32))
+
+
+def _monai_bundle(kind):
+    def build(tmp_path_factory):
+        pytest.importorskip("monai")
+        if kind == "text-latent":
+            pytest.importorskip("transformers")
+        from medsynth_explore.generators import load_generator
+        from medsynth_explore.generators.tiny import write_monai_bundle
+
+        return load_generator(write_monai_bundle(tmp_path_factory.mktemp(f"contract-{kind}"), kind=kind, size=32))
+
+    return build
+
+
 FAMILIES = {
     "physics": lambda tmp: _physics(),
     "vae": lambda tmp: _shipped("phantomcxr-vae")(),
     "gan": lambda tmp: _shipped("phantomcxr-gan")(),
     "diffusion": lambda tmp: _diffusion(),
     "diffusers": _diffusers,
+    "diffusers-sd": _stable_diffusion,
+    "monai-ddpm": _monai_bundle("ddpm"),
+    "monai-text-ldm": _monai_bundle("text-latent"),
     "test-double": lambda tmp: Noise(size=8),
 }
 

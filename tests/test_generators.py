@@ -489,7 +489,7 @@ def test_text_pipeline_wrapper_turns_conditions_into_prompts():
     from medsynth_explore.generators.diffusers_pipeline import DiffusersPipelineGenerator
 
     pipe = _FakeTextPipeline()
-    g = DiffusersPipelineGenerator(pipe, name="fake-sd", source="memory", default_steps=7)
+    g = DiffusersPipelineGenerator(pipe, name="fake-sd", source="memory", default_steps=7, schema="phantomcxr")
     assert g.capabilities == frozenset({"text", "conditions", "steps", "guidance"})
     s = g.sample(2, conditions={"age": 70, "sex": "F", "findings": ["effusion"]}, seed=0, guidance=3.0)
     assert pipe.calls[-1] == {
@@ -507,3 +507,82 @@ def test_text_pipeline_wrapper_turns_conditions_into_prompts():
     u = g.sample(2, prompt="chest x-ray, effusion", seed=1)
     assert pipe.calls[-1]["prompt"] == ["chest x-ray, effusion"] * 2
     np.testing.assert_array_equal(u.images, g.sample(2, prompt="chest x-ray, effusion", seed=1, batch_size=1).images)
+
+
+# -- the model's own condition schema, devices and precision ------------------------------------
+def test_chexpert_schema_uses_the_label_vocabulary():
+    from medsynth_explore.data.labels import CHEXPERT_FINDINGS
+    from medsynth_explore.generators.conditions import RACES, as_schema, chexpert_schema
+
+    s = chexpert_schema()
+    assert s.names == ["age", "sex", "race", "findings", "prompt"]
+    assert tuple(s.finding_names) == CHEXPERT_FINDINGS and len(CHEXPERT_FINDINGS) == 14
+    assert s["race"].values == RACES and s["sex"].values == ("F", "M")
+    assert chexpert_schema(text=False, races=None).names == ["age", "sex", "findings"]
+    assert as_schema(s) is s and as_schema(None) is None and as_schema("phantomcxr").has_text
+    assert as_schema(s.to_dict()) == s
+    for bad, match in (
+        (3, "must be a ConditionSchema"),
+        ("radiology", "unknown ready schema"),
+        ({"schema": "chexpert", "x": 1}, "options"),
+    ):
+        with pytest.raises(ConditionError, match=match):
+            as_schema(bad)
+    with pytest.raises(ConditionError, match="race='Martian'"):
+        s.validate({"race": "Martian"})
+
+
+def test_folder_formats_table_dispatches_and_names_the_layouts(tmp_path):
+    from medsynth_explore.generators.registry import FOLDER_FORMATS
+
+    assert [f[0] for f in FOLDER_FORMATS] == ["diffusers", "monai-bundle"]
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(CheckpointError, match="model_index.json.*configs/metadata.json"):
+        load_generator(tmp_path / "junk")
+
+
+def test_devices_and_precisions_are_parsed_in_one_place():
+    import torch
+
+    from medsynth_explore.generators.devices import dtype_name, resolve_device, resolve_dtype
+
+    assert resolve_device(None) == torch.device("cpu") and resolve_device("auto").type in ("cpu", "cuda")
+    assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype("half", "cuda:0" if torch.cuda.is_available() else None)
+    assert dtype_name(resolve_dtype(None)) == "float32"
+    with pytest.raises(CapabilityError, match="unknown device"):
+        resolve_device("tpu:0")
+    with pytest.raises(CapabilityError, match="float32, float16 or bfloat16"):
+        resolve_dtype(torch.int8)
+    with pytest.raises(CapabilityError, match="float16 on the CPU"):
+        resolve_dtype("float16", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(CapabilityError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("name", ["phantomcxr-vae", "phantomcxr-gan"])
+def test_shipped_generators_honour_dtype(name):
+    import torch
+
+    g32 = load_generator(name)
+    g16 = load_generator(name, dtype="bfloat16")
+    assert next(g16.net.parameters()).dtype == torch.bfloat16 and g32.dtype == torch.float32
+    a, b = g32.sample(4, seed=0), g16.sample(4, seed=0)
+    assert b.images.dtype == np.float32
+    assert np.abs(a.images - b.images).mean() < 0.05  # the same images, to bfloat16's precision
+    with pytest.raises(CapabilityError, match="float16 on the CPU"):
+        load_generator(name, dtype="float16")
+
+
+def test_diffusion_and_physics_honour_or_refuse_device_and_dtype():
+    import torch
+
+    from medsynth_explore.generators.diffusion import DiffusionGenerator
+
+    tiny = DiffusionGenerator.tiny(seed=0)
+    bf = DiffusionGenerator(tiny.card, tiny.net, tiny.clip, dtype="bfloat16")
+    assert next(bf.net.parameters()).dtype == torch.bfloat16
+    assert np.isfinite(bf.sample(2, seed=0, steps=2).images).all()
+    assert load_generator("phantomcxr-physics", device="cpu").image_shape == (1, 64, 64)
+    with pytest.raises(CapabilityError, match="physics simulator runs on the CPU"):
+        load_generator("phantomcxr-physics", dtype="bfloat16")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import FeatureError, OfflineError
 from .base import Encoder, file_hash
@@ -42,7 +42,7 @@ class DINOv2Encoder(Encoder):
     384
     """
 
-    def __init__(self, variant: str = "vits14", repo_dir: Optional[str] = None, device: str = "cpu"):
+    def __init__(self, variant: str = "vits14", repo_dir: Optional[str] = None, device: Any = "cpu", dtype: Any = None):
         import torch
 
         variant = variant.replace("dinov2_", "")
@@ -64,13 +64,12 @@ class DINOv2Encoder(Encoder):
             model.load_state_dict(state)
         except Exception as exc:
             raise FeatureError(f"cannot build DINOv2 {variant} from {repo} and {weights}: {str(exc)[:300]}") from exc
-        self.model = model.to(device).eval()
-        self.device = device
+        self.model = self._place(model, device, dtype)
         self.channels = 3
         self.input_size = (224, 224)
         self.mean, self.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
         self.dim = DINOV2_VARIANTS[variant]
-        self.id = f"dinov2-{variant}-{file_hash(weights, 8)}-224px"
+        self.id = f"dinov2-{variant}-{file_hash(weights, 8)}-224px{self.precision_tag}"
 
     def _forward(self, x):
         return self.model(x)

@@ -537,20 +537,27 @@ class DomainCLIPEncoder(Encoder):
         path: str | Path | None = None,
         checkpoint: str | Path | None = None,
         clip: DomainCLIP | None = None,
-        device: str = "cpu",
+        device: Any = "cpu",
+        dtype: Any = None,
     ):
+        from ..generators.devices import resolve_device, resolve_dtype
+
         if clip is None:
             clip = load_domain_clip(path if path is not None else checkpoint)
         self.clip = clip
-        self.model = clip.model
-        self.device = device
-        if device != "cpu":
-            self.model.to(device)
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        if dev.type == "cpu" and str(dt) == "torch.float32":
+            self.model, self.device = clip.model, dev
+        else:  # the loaded CLIP is shared (load_domain_clip caches it): move a copy, leave it as it is
+            import copy
+
+            self.model = self._place(copy.deepcopy(clip.model), dev, dt)
         s = clip.config.image_size
         self.input_size = (s, s)
         self.dim = clip.config.embed_dim
         name = clip.card.get("name", "domain-clip") if clip.card else "domain-clip"
-        self.id = f"{name}-{s}px-{state_dict_hash(self.model)}"
+        self.id = f"{name}-{s}px-{state_dict_hash(clip.model)}{self.precision_tag}"
 
     def _forward(self, x):
         return self.model.encode_image(x, normalize=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import FeatureError, OfflineError
 from .base import Encoder, file_hash
@@ -107,6 +107,8 @@ class InceptionEncoder(Encoder):
     weights : path, optional
         The ``pt_inception-2015-12-05-*.pth`` file (see :func:`find_inception_weights`).
     device : str
+    dtype : str or torch.dtype, optional
+        Precision of the network (float32 by default; FID is defined in float32).
 
     Raises
     ------
@@ -120,7 +122,7 @@ class InceptionEncoder(Encoder):
     2048
     """
 
-    def __init__(self, weights: Optional[str | os.PathLike] = None, device: str = "cpu"):
+    def __init__(self, weights: Optional[str | os.PathLike] = None, device: Any = "cpu", dtype: Any = None):
         import torch
 
         path = find_inception_weights(weights)
@@ -135,17 +137,14 @@ class InceptionEncoder(Encoder):
             raise FeatureError(f"{path} is not a pytorch-fid Inception state dict ({str(exc)[:200]}...).") from exc
         net.fc = torch.nn.Identity()
         net.dropout = torch.nn.Identity()
-        self.model = net.to(device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model = self._place(net, device, dtype)
         self.weights_path = str(path)
-        self.device = device
         self.channels = 3
         self.input_size = (299, 299)
         self.mean, self.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
         self.dim = 2048
         self.default_batch_size = 32
-        self.id = f"inception-v3-fid-{file_hash(path, 8)}-299px-bilinear-aa"
+        self.id = f"inception-v3-fid-{file_hash(path, 8)}-299px-bilinear-aa{self.precision_tag}"
 
     def _forward(self, x):
         m = self.model

@@ -1,13 +1,33 @@
-"""Encoder registry: :func:`get_encoder` by name, and the default encoder."""
+"""Encoder registry: :func:`get_encoder` by name or by the files of a model folder, and the default encoder.
+
+Three ways to name an encoder:
+
+1. a registered name (``"pixels"``, ``"inception"``, ``"open_clip:<model>"``,
+   ``"rad-dino"``, ``"biomedclip"``, ``"xrv-densenet121"``...; see :func:`list_encoders`);
+2. a path: a folder or file in a published model layout, detected from its
+   files by the table :data:`ENCODER_FORMATS` (one entry per format: an open_clip
+   hub folder, a transformers image-model folder, a TorchXRayVision weights
+   file, a torchvision / timm state dict with ``arch=``, a domain-CLIP
+   checkpoint);
+3. an :class:`Encoder` instance.
+
+Real medical encoders given by name are looked up in a models folder:
+``$MEDSYNTH_MODELS`` (default ``~/.cache/medsynth-explore/models``), as
+``<models>/rad-dino/``, ``<models>/biomedclip/`` and ``<models>/xrv-densenet121/``.
+When the files are not there, :class:`~medsynth_explore.errors.OfflineError`
+names them and gives the command that fetches them on a connected machine.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import FeatureError
+from ..errors import FeatureError, OfflineError
 from .base import Encoder
+from .locations import MODELS_ENV, models_dir
 
 __all__ = [
     "get_encoder",
@@ -18,6 +38,12 @@ __all__ = [
     "default_encoder_name",
     "DEFAULT_ENCODER",
     "DOMAIN_CLIP_ASSET",
+    "ENCODER_FORMATS",
+    "EncoderFormat",
+    "MODELS_ENV",
+    "NAMED_MODELS",
+    "detect_format",
+    "models_dir",
 ]
 
 #: Shipped checkpoint of the domain CLIP trained on PhantomCXR image-report pairs.
@@ -136,6 +162,178 @@ def _domain_clip(**kw: Any) -> Encoder:
     return DomainCLIPEncoder(**kw)
 
 
+# ------------------------------------------------------------------ real models: files on disk, by format
+@dataclass(frozen=True)
+class EncoderFormat:
+    """One published model layout: how to recognise it from its files and how to build its encoder."""
+
+    name: str
+    detect: Callable[[Path, dict], bool]
+    build: Callable[..., Encoder]
+    description: str
+
+
+def _is_open_clip_folder(path: Path, kw: dict) -> bool:
+    return path.is_dir() and (path / "open_clip_config.json").is_file()
+
+
+def _is_hf_image_folder(path: Path, kw: dict) -> bool:
+    return path.is_dir() and (path / "config.json").is_file() and (path / "preprocessor_config.json").is_file()
+
+
+def _is_state_dict(path: Path, kw: dict) -> bool:
+    return path.is_file() and "arch" in kw
+
+
+def _is_xrv_file(path: Path, kw: dict) -> bool:
+    if not path.is_file() or path.suffix not in (".pt", ".pth"):
+        return False
+    from .xrv import pickle_globals
+
+    try:
+        names = pickle_globals(path)  # reads the pickle's opcodes; nothing is unpickled
+    except (OSError, FeatureError, ValueError):
+        return False
+    return any(n.endswith(".DenseNet") and ("torchxrayvision" in n or n.startswith("models.")) for n in names)
+
+
+def _is_domain_clip(path: Path, kw: dict) -> bool:
+    if not path.is_file() or path.suffix != ".safetensors":
+        return False
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata() or {}
+    except Exception:  # not a safetensors file
+        return False
+    return any('"family": "clip"' in v for v in meta.values())
+
+
+def _build_open_clip_folder(path: Path, **kw: Any) -> Encoder:
+    from .openclip import OpenCLIPFolderEncoder
+
+    return OpenCLIPFolderEncoder(path, **kw)
+
+
+def _build_hf_image(path: Path, **kw: Any) -> Encoder:
+    from .hf_image import TransformersImageEncoder
+
+    return TransformersImageEncoder(path, **kw)
+
+
+def _build_state_dict(path: Path, **kw: Any) -> Encoder:
+    from .backbone import StateDictEncoder
+
+    return StateDictEncoder(path, **kw)
+
+
+def _build_xrv(path: Path, **kw: Any) -> Encoder:
+    from .xrv import XRVDenseNetEncoder
+
+    return XRVDenseNetEncoder(path, **kw)
+
+
+def _build_domain_clip(path: Path, **kw: Any) -> Encoder:
+    return _domain_clip(path=path, **kw)
+
+
+#: Published layouts, tried in order on a path given to :func:`get_encoder`.
+ENCODER_FORMATS: tuple = (
+    EncoderFormat(
+        "open_clip-hub",
+        _is_open_clip_folder,
+        _build_open_clip_folder,
+        "open_clip hub folder: open_clip_config.json + open_clip_pytorch_model.bin (BiomedCLIP); image and text towers",
+    ),
+    EncoderFormat(
+        "transformers-image",
+        _is_hf_image_folder,
+        _build_hf_image,
+        "transformers image model: config.json + model.safetensors + preprocessor_config.json (RAD-DINO)",
+    ),
+    EncoderFormat(
+        "state-dict", _is_state_dict, _build_state_dict, "a torchvision or timm state dict, with arch= (RadImageNet-style)"
+    ),
+    EncoderFormat("torchxrayvision", _is_xrv_file, _build_xrv, "a TorchXRayVision DenseNet weights file (a pickled module)"),
+    EncoderFormat("domain-clip", _is_domain_clip, _build_domain_clip, "a domain-CLIP checkpoint (.safetensors with its card)"),
+)
+
+
+def detect_format(path: Any, **kw: Any) -> EncoderFormat | None:
+    """The :data:`ENCODER_FORMATS` entry whose files ``path`` has (``kw``: the builder's arguments, e.g. ``arch``).
+
+    Examples
+    --------
+    >>> detect_format("/nonexistent") is None
+    True
+    """
+    p = Path(path).expanduser()
+    return next((f for f in ENCODER_FORMATS if f.detect(p, kw)), None)
+
+
+def _from_path(path: Path, kw: dict) -> Encoder:
+    fmt = detect_format(path, **kw)
+    if fmt is None:
+        kinds = "; ".join(f.description for f in ENCODER_FORMATS)
+        extra = " (a state dict needs arch=, e.g. arch='resnet50')" if path.is_file() else ""
+        raise FeatureError(f"{path} is in none of the encoder layouts read here{extra}: {kinds}.")
+    return fmt.build(path, **kw)
+
+
+#: Named real models: name -> (sub-folder of models_dir(), hub or download source, files, builder keyword arguments).
+NAMED_MODELS = {
+    "rad-dino": ("rad-dino", "microsoft/rad-dino", ("config.json", "model.safetensors", "preprocessor_config.json"), {}),
+    "biomedclip": (
+        "biomedclip",
+        "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+        ("open_clip_config.json", "open_clip_pytorch_model.bin", "text/config.json", "text/vocab.txt"),
+        {"text_repo_id": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"},
+    ),
+}
+
+
+def _named_folder(name: str, **kw: Any) -> Encoder:
+    sub, repo, files, extra = NAMED_MODELS[name]
+    folder = Path(kw.pop("path", None) or models_dir() / sub).expanduser()
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing and name == "biomedclip" and not [f for f in missing if not f.startswith("text/")]:
+        missing = []  # the text tower may come from the Hugging Face cache instead; the encoder says if not
+    if missing:
+        top = [f for f in files if "/" not in f]
+        listed = " ".join(top) + " " if name == "rad-dino" else ""  # BiomedCLIP: the whole repository (tokenizer files too)
+        cmds = [f"huggingface-cli download {repo} {listed}--local-dir {folder}"]
+        if name == "biomedclip":
+            cmds.append(f"huggingface-cli download {extra['text_repo_id']} config.json vocab.txt --local-dir {folder / 'text'}")
+        raise OfflineError(
+            f"{name} is not on this machine: {folder} lacks {', '.join(missing)}. On a connected machine run "
+            + " and ".join(f"`{c}`" for c in cmds)
+            + f", then copy that folder to {folder} on this machine (or set {MODELS_ENV} to the folder holding {sub}/)."
+        )
+    kw.setdefault("repo_id", repo)
+    for k, v in extra.items():
+        kw.setdefault(k, v)
+    return _from_path(folder, kw)
+
+
+def _rad_dino(**kw: Any) -> Encoder:
+    return _named_folder("rad-dino", **kw)
+
+
+def _biomedclip(**kw: Any) -> Encoder:
+    return _named_folder("biomedclip", **kw)
+
+
+def _xrv_densenet(weights: str | None, **kw: Any) -> Encoder:
+    from .xrv import XRVDenseNetEncoder
+
+    return XRVDenseNetEncoder(weights=weights or kw.pop("weights", "all"), **kw)
+
+
+def _looks_like_path(key: str) -> bool:
+    return key.startswith((".", "/", "~")) or os.sep in key or key.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
 def get_encoder(name_or_encoder: Any = None, **kw: Any) -> Encoder:
     """An encoder by name, or the encoder given.
 
@@ -146,11 +344,16 @@ def get_encoder(name_or_encoder: Any = None, **kw: Any) -> Encoder:
         ``"open_clip:<model>[:<pretrained>]"`` (``<pretrained>`` is a tag, a
         local checkpoint path, or absent for an ``hf-hub:`` model id),
         ``"dinov2"`` (``"dinov2:<variant>"``, e.g. ``dinov2:vits14``),
-        ``"phantomcxr-clip"``, an :class:`Encoder` instance (returned as is), or
-        ``None`` for :func:`default_encoder_name`.
+        ``"phantomcxr-clip"``, ``"rad-dino"``, ``"biomedclip"``,
+        ``"xrv-densenet121"`` (``"xrv-densenet121:<weights>"``), a path to a
+        model folder or file in a published layout (:data:`ENCODER_FORMATS`),
+        an :class:`Encoder` instance (returned as is), or ``None`` for
+        :func:`default_encoder_name`.
     **kw
         Passed to the encoder's constructor (e.g. ``size=32`` for pixels,
-        ``weights=path`` for inception).
+        ``weights=path`` for inception, ``device="cuda"``, ``dtype="bfloat16"``,
+        ``allow_pickle=True`` for pickle-format weights, ``arch="resnet50"``
+        for a state dict, ``pool="mean"`` for a transformers model).
 
     Raises
     ------
@@ -171,9 +374,17 @@ def get_encoder(name_or_encoder: Any = None, **kw: Any) -> Encoder:
             raise FeatureError("keyword arguments are only used when the encoder is given by name.")
         return name_or_encoder
     name = default_encoder_name() if name_or_encoder is None else name_or_encoder
+    if isinstance(name, os.PathLike):
+        return _from_path(Path(name).expanduser(), kw)
     if not isinstance(name, str):
-        raise FeatureError(f"encoder must be a name or an Encoder, got {type(name).__name__}.")
+        raise FeatureError(f"encoder must be a name, a path or an Encoder, got {type(name).__name__}.")
     key = name.strip()
+    registered = key.lower() in _ENCODER_KEYS or key.partition(":")[0].lower() in _ENCODER_KEYS
+    if not registered and (Path(key).expanduser().exists() or _looks_like_path(key)):
+        path = Path(key).expanduser()
+        if not path.exists():
+            raise OfflineError(f"encoder path {path} does not exist; put the model's files there or fix the path.")
+        return _from_path(path, kw)
     head, sep, argument = key.partition(":")
     entry = _ENCODERS.get(_ENCODER_KEYS.get(key.lower(), ""))
     if entry is not None and not entry.takes_argument:
@@ -237,6 +448,26 @@ register_encoder(
     description="any open_clip model: a pretrained tag, a local checkpoint or an hf-hub: id",
 )
 register_encoder("dinov2", _dinov2, takes_argument=True, shown_as="dinov2[:<variant>]", description="DINOv2 through torch.hub")
+register_encoder(
+    "rad-dino",
+    _rad_dino,
+    aliases=("raddino", "microsoft/rad-dino"),
+    description="RAD-DINO (Dinov2 on chest X-rays), CLS embedding; files in $MEDSYNTH_MODELS/rad-dino",
+)
+register_encoder(
+    "biomedclip",
+    _biomedclip,
+    aliases=("biomed-clip", "microsoft/biomedclip-pubmedbert_256-vit_base_patch16_224"),
+    description="BiomedCLIP image and text towers (CLIPScore); files in $MEDSYNTH_MODELS/biomedclip; allow_pickle=True",
+)
+register_encoder(
+    "xrv-densenet121",
+    _xrv_densenet,
+    aliases=("torchxrayvision", "xrv"),
+    takes_argument=True,
+    shown_as="xrv-densenet121[:<weights>]",
+    description="TorchXRayVision DenseNet-121, 1024-d features and 18 pathologies; allow_pickle=True",
+)
 register_encoder(
     "phantomcxr-clip",
     _domain_clip,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np  # noqa: F401 - the doctests use it
 
 from ..errors import FeatureError
@@ -32,7 +34,9 @@ class PixelEncoder(Encoder):
     1.0
     """
 
-    def __init__(self, size: int = 16, device: str = "cpu"):
+    def __init__(self, size: int = 16, device: Any = "cpu", dtype: Any = None):
+        from ..generators.devices import resolve_device, resolve_dtype
+
         size = int(size)
         if size < 1:
             raise FeatureError(f"PixelEncoder size must be a positive integer, got {size}.")
@@ -40,9 +44,11 @@ class PixelEncoder(Encoder):
         self.input_size = (size, size)
         self.channels = 1
         self.dim = size * size
-        self.device = device
+        self.device = resolve_device(device)
+        dt = resolve_dtype(dtype, self.device)
+        self.dtype = None if str(dt) == "torch.float32" else dt
         self.default_batch_size = 256
-        self.id = f"pixels-{size}x{size}"
+        self.id = f"pixels-{size}x{size}{self.precision_tag}"
 
     def _forward(self, x):
         return x.reshape(len(x), -1)
@@ -79,7 +85,7 @@ class RandomCNNEncoder(Encoder):
     True
     """
 
-    def __init__(self, seed: int = 0, dim: int = 128, size: int = 64, width: int = 16, device: str = "cpu"):
+    def __init__(self, seed: int = 0, dim: int = 128, size: int = 64, width: int = 16, device: Any = "cpu", dtype: Any = None):
         import torch
         from torch import nn
 
@@ -92,7 +98,6 @@ class RandomCNNEncoder(Encoder):
         self.input_size = (int(size), int(size))
         self.channels = 1
         self.mean, self.std = (0.5,), (0.5,)
-        self.device = device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             w = self.width
@@ -112,10 +117,8 @@ class RandomCNNEncoder(Encoder):
                 if isinstance(m, nn.Conv2d):  # He initialisation keeps the activation scale through ReLUs
                     nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                     nn.init.zeros_(m.bias)
-            self.model = self.model.to(device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.id = f"random-cnn-seed{self.seed}-w{w}-d{self.dim}-{size}px-{state_dict_hash(self.model, 8)}"
+        self.model = self._place(self.model, device, dtype)
+        self.id = f"random-cnn-seed{self.seed}-w{w}-d{self.dim}-{size}px-{state_dict_hash(self.model, 8)}{self.precision_tag}"
 
     def _forward(self, x):
         return self.model(x)

@@ -28,6 +28,7 @@ fixes, such as BMI and positioning, for the whole cohort at once.)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
@@ -38,7 +39,15 @@ from ..checkpoint import format_card, validate_card
 from ..errors import CancelledError, CapabilityError, CheckpointError, ConditionError, DataError
 from .conditions import ConditionSchema, draw_conditions
 
-__all__ = ["Generator", "CAPABILITIES", "image_seeds", "randn_per_image", "torch_generators", "check_callback"]
+__all__ = [
+    "Generator",
+    "CAPABILITIES",
+    "SamplingStep",
+    "image_seeds",
+    "randn_per_image",
+    "torch_generators",
+    "check_callback",
+]
 
 #: Capability names a generator may declare.
 CAPABILITIES = ("conditions", "text", "inpaint", "guidance", "steps")
@@ -122,6 +131,41 @@ def check_callback(callback: Callable | None, done: int, total: int, what: str =
         return
     if callback(int(done), int(total)) is False:
         raise CancelledError(f"{what} cancelled by the progress callback after {done} of {total}.")
+
+
+@dataclass(frozen=True)
+class SamplingStep:
+    """One denoising step of one batch, as reported to ``step_callback`` of :meth:`Generator.sample`.
+
+    Attributes
+    ----------
+    step, steps : int
+        Steps done in this batch (1-based) and steps the batch takes.
+    start, stop, total : int
+        The batch is images ``start:stop`` of ``total``.
+    preview : numpy.ndarray or None
+        The batch's current state as float32 (B, 1, H, W) in [0, 1] when the
+        family has it cheaply (the pixel-space sample, or a latent rescaled for
+        display), else None. It is a view of work in progress, not an output.
+
+    Examples
+    --------
+    >>> SamplingStep(step=5, steps=10, start=4, stop=8, total=16).fraction
+    0.375
+    """
+
+    step: int
+    steps: int
+    start: int
+    stop: int
+    total: int
+    preview: Any = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the whole run done, counting this batch's steps: in [0, 1]."""
+        done = self.start + (self.stop - self.start) * min(self.step, self.steps) / max(self.steps, 1)
+        return done / max(self.total, 1)
 
 
 def network_from_card(generator: "Generator", build: Callable, tensors: Mapping[str, Any], what: str, device: Any = "cpu"):
@@ -290,6 +334,12 @@ class Generator:
             f"image_shape={self.image_shape}, capabilities={sorted(self.capabilities)}, sha256={self.sha256[:12]}...)"
         )
 
+    def _repr_html_(self) -> str:
+        """The notebook display: the card in brief, capabilities and condition schema (never samples)."""
+        from .display import generator_html
+
+        return generator_html(self, CAPABILITIES)
+
     # -- argument checks -----------------------------------------------------------------
     def _sampler_settings(self, steps: Any, guidance: Any) -> tuple:
         defaults = self._card.get("sampler_defaults") or {}
@@ -403,6 +453,7 @@ class Generator:
         guidance: float | None = None,
         batch_size: int | None = None,
         callback: Callable[[int, int], Any] | None = None,
+        step_callback: Callable[[SamplingStep], Any] | None = None,
     ):
         """Generate ``n`` images.
 
@@ -429,8 +480,14 @@ class Generator:
             Images per forward pass; does not change the result (beyond
             floating-point rounding).
         callback : callable(done, total), optional
-            Called after each batch; return ``False`` to cancel
-            (:class:`CancelledError` is raised).
+            Called after each batch (and, for step-wise samplers, again with the
+            same ``done`` at every denoising step, so that cancelling takes effect
+            mid-batch); return ``False`` to cancel (:class:`CancelledError` is raised).
+        step_callback : callable(SamplingStep), optional
+            Called at every denoising step of families that sample in steps
+            (diffusion, diffusers pipelines, MONAI bundles) with the step, the
+            batch and a cheap preview when there is one; return ``False`` to
+            cancel. Families without steps never call it.
 
         Returns
         -------
@@ -448,7 +505,9 @@ class Generator:
         >>> s.metadata[["sex", "effusion"]].values.tolist()
         [['F', 1], ['F', 1]]
         """
-        return self._run(_check_n(n), conditions, prompt, seed, steps, guidance, batch_size, callback)
+        return self._run(
+            _check_n(n), conditions, prompt, seed, steps, guidance, batch_size, callback, step_callback=step_callback
+        )
 
     def _run(
         self,
@@ -461,6 +520,7 @@ class Generator:
         batch_size: Any,
         callback: Callable | None,
         inpainting: tuple | None = None,
+        step_callback: Callable | None = None,
     ):
         """The one batch loop behind :meth:`sample` and :meth:`inpaint`.
 
@@ -482,18 +542,22 @@ class Generator:
         what, sampler = ("sampling", self.sampler) if inpainting is None else ("inpainting", f"inpaint:{self.sampler}")
         out = np.empty((n, *self.image_shape), np.float32)
         check_callback(callback, 0, n, what)
-        for a in range(0, n, bs):
-            b = min(n, a + bs)
-            args = (
-                table.iloc[a:b].reset_index(drop=True),
-                seeds[a:b],
-                steps,
-                guidance,
-                prompts[a:b] if prompts is not None else None,
-            )
-            made = self._generate(*args) if inpainting is None else self._inpaint(images[a:b], masks[a:b], *args)
-            out[a:b] = self._check_output(made, b - a)
-            check_callback(callback, b, n, what)
+        try:
+            for a in range(0, n, bs):
+                b = min(n, a + bs)
+                args = (
+                    table.iloc[a:b].reset_index(drop=True),
+                    seeds[a:b],
+                    steps,
+                    guidance,
+                    prompts[a:b] if prompts is not None else None,
+                )
+                self._step_context = (callback, step_callback, a, b, n, what)
+                made = self._generate(*args) if inpainting is None else self._inpaint(images[a:b], masks[a:b], *args)
+                out[a:b] = self._check_output(made, b - a)
+                check_callback(callback, b, n, what)
+        finally:
+            self._step_context = None
         meta = self._provenance_columns(table, seed, seeds, sampler, steps, guidance)
         prov = {
             "source": f"generator:{self.name}" + ("" if inpainting is None else ":inpaint"),
@@ -512,9 +576,33 @@ class Generator:
         prov.update(sampler=sampler, steps=steps, guidance=guidance)
         return _imageset_cls()(np.clip(out, 0, 1), meta, prov)
 
+    _step_context: tuple | None = None
+
+    def _report_step(self, step: int, steps: int, preview: Any = None) -> None:
+        """Report denoising step ``step`` of ``steps`` of the current batch (families call this from ``_generate``).
+
+        Calls the run's ``callback`` with the images done so far (so a cancel
+        takes effect within a batch) and its ``step_callback`` with a
+        :class:`SamplingStep`; either returning ``False`` raises
+        :class:`CancelledError`. Outside a ``sample``/``inpaint`` call it does nothing.
+        ``preview`` may be a callable returning the preview array, so it is only
+        computed when a ``step_callback`` wants it.
+        """
+        ctx = self._step_context
+        if ctx is None:
+            return
+        callback, step_callback, a, b, n, what = ctx
+        check_callback(callback, a, n, what)
+        if step_callback is not None:
+            shown = preview() if callable(preview) else preview
+            info = SamplingStep(int(step), int(steps), a, b, n, shown)
+            if step_callback(info) is False:
+                raise CancelledError(f"{what} cancelled at step {step} of {steps} (images {a}-{b} of {n}).")
+
     def _conditions_with(self, context: pd.DataFrame, conditions: Any) -> dict:
         """The conditions recorded with the images being inpainted, updated by the explicit ones."""
         cols = [c for c in context.columns if c in set(self._schema.names) | set(self._schema.finding_names)]
+        cols = [c for c in cols if context[c].notna().all()]  # unknown (NA, e.g. from an external pipeline) stays unknown
         merged = self._schema.validate(context[cols]) if cols else {}
         merged.update(self._schema.validate(conditions))
         return merged
@@ -591,6 +679,7 @@ class Generator:
         guidance: float | None = None,
         batch_size: int | None = None,
         callback: Callable[[int, int], Any] | None = None,
+        step_callback: Callable[[SamplingStep], Any] | None = None,
     ):
         """Regenerate the masked region of images, keeping the rest exactly.
 
@@ -602,7 +691,7 @@ class Generator:
         mask : array, shape (H, W), (1, H, W) or (N, 1, H, W)
             1 = regenerate, 0 = keep (values are thresholded at 0.5). A mask
             that is all zero for an image raises :class:`DataError`.
-        conditions, prompt, seed, steps, guidance, batch_size, callback
+        conditions, prompt, seed, steps, guidance, batch_size, callback, step_callback
             As in :meth:`sample`.
 
         Returns
@@ -633,5 +722,14 @@ class Generator:
             )
         imgs, masks, meta = self._inpaint_inputs(image, mask)
         return self._run(
-            len(imgs), conditions, prompt, seed, steps, guidance, batch_size, callback, inpainting=(imgs, masks, meta)
+            len(imgs),
+            conditions,
+            prompt,
+            seed,
+            steps,
+            guidance,
+            batch_size,
+            callback,
+            inpainting=(imgs, masks, meta),
+            step_callback=step_callback,
         )

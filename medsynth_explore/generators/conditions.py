@@ -35,6 +35,12 @@ __all__ = [
     "phantomcxr_schema",
     "condition_distribution",
     "draw_conditions",
+    "chexpert_schema",
+    "as_schema",
+    "read_conditions_file",
+    "conditions_to_prompt",
+    "CONDITIONS_FILE",
+    "RACES",
 ]
 
 KINDS = ("continuous", "categorical", "findings", "text")
@@ -569,3 +575,268 @@ def draw_conditions(
         elif c.kind == "categorical":
             df[c.name] = df[c.name].astype(str)
     return df
+
+
+# ------------------------------------------------------------------ real-data schemas and prompts
+#: File beside a diffusers pipeline folder or MONAI bundle that declares the model's own condition schema.
+CONDITIONS_FILE = "conditions.json"
+
+#: Self-reported race groups of the ready CheXpert schema (the groups CheXpert and MIMIC-CXR demographics are
+#: usually reduced to when text-to-image models are conditioned on race). Pass ``races=`` for another coding.
+RACES = ("Asian", "Black", "White", "Other")
+
+#: PhantomCXR's findings, the default vocabulary of :func:`conditions_to_prompt`.
+_PHANTOM_FINDINGS = ("cardiomegaly", "nodule", "effusion", "pneumothorax")
+
+#: Words for findings in prompts; any other finding name is written with spaces for underscores.
+_FINDING_WORDS = {
+    "nodule": "a pulmonary nodule",
+    "effusion": "pleural effusion",
+    "lung_lesion": "a lung lesion",
+    "enlarged_cardiomediastinum": "an enlarged cardiomediastinum",
+    "pleural_other": "another pleural abnormality",
+    "fracture": "a fracture",
+    "mass": "a mass",
+    "support_devices": "support devices",
+    "chest_tube": "a chest tube",
+}
+_SEX_WORDS = {"F": "woman", "M": "man"}
+_UNSTATED_RACE = ("other", "unknown", "")
+
+
+def chexpert_schema(
+    text: bool = True, max_tokens: int = 77, age_range: tuple = (18, 90), races: tuple | None = RACES
+) -> ConditionSchema:
+    """The ready schema of CheXpert-conditioned text-to-image models (RoentGen-v2 style).
+
+    Age (continuous, ``age_range``), sex ``F``/``M``, race (categorical,
+    :data:`RACES` unless ``races`` says otherwise; ``races=None`` leaves it
+    out), the 14 CheXpert observations of :data:`medsynth_explore.data.labels.CHEXPERT_FINDINGS`
+    (``no_finding`` ... ``support_devices``, the names real-data loaders use),
+    and a free-text prompt when ``text``.
+
+    Examples
+    --------
+    >>> s = chexpert_schema()
+    >>> s.names, len(s.finding_names)
+    (['age', 'sex', 'race', 'findings', 'prompt'], 14)
+    >>> s.validate({"findings": ["pleural_effusion"], "race": "Black"})["pleural_effusion"]
+    1
+    """
+    from ..data.labels import CHEXPERT_FINDINGS
+
+    conds = [
+        Condition("age", "continuous", range=tuple(age_range), description="patient age in years"),
+        Condition("sex", "categorical", values=("F", "M"), description="patient sex"),
+    ]
+    if races:
+        conds.append(Condition("race", "categorical", values=tuple(races), description="self-reported race"))
+    conds.append(
+        Condition("findings", "findings", names=tuple(CHEXPERT_FINDINGS), description="CheXpert observations (multi-label)")
+    )
+    if text:
+        conds.append(Condition("prompt", "text", max_tokens=max_tokens, description="free-text report or prompt"))
+    return ConditionSchema(tuple(conds))
+
+
+_READY = {"chexpert": chexpert_schema, "phantomcxr": lambda **kw: phantomcxr_schema(text=kw.pop("text", True), **kw)}
+
+
+def as_schema(schema: Any) -> ConditionSchema | None:
+    """A :class:`ConditionSchema` from a schema, its ``to_dict()`` form, or a ready schema's name.
+
+    Accepted: a ``ConditionSchema``; a mapping ``{"conditions": [...]}``
+    (as model cards store it); a mapping ``{"schema": "chexpert", ...}`` whose
+    other keys go to the ready schema's function; ``"chexpert"`` or
+    ``"phantomcxr"``; ``None`` (returned as is).
+
+    Raises
+    ------
+    ConditionError
+        For anything else, or a malformed mapping.
+
+    Examples
+    --------
+    >>> as_schema("chexpert").names[:3]
+    ['age', 'sex', 'race']
+    >>> as_schema({"schema": "chexpert", "races": None, "text": False}).names
+    ['age', 'sex', 'findings']
+    >>> as_schema({"conditions": [{"name": "sex", "kind": "categorical", "values": ["F", "M"]}]}).names
+    ['sex']
+    """
+    if schema is None or isinstance(schema, ConditionSchema):
+        return schema
+    if isinstance(schema, str):
+        schema = {"schema": schema}
+    if not isinstance(schema, Mapping):
+        raise ConditionError(
+            f"schema must be a ConditionSchema, a dict {{'conditions': [...]}}, or one of {sorted(_READY)}; "
+            f"got {type(schema).__name__}."
+        )
+    if "schema" in schema:
+        options = {k: v for k, v in schema.items() if k not in ("schema", "prompt_template")}
+        name = str(schema["schema"]).lower()
+        if name not in _READY:
+            raise ConditionError(f"unknown ready schema {schema['schema']!r}; choose one of {sorted(_READY)}.")
+        if isinstance(options.get("races"), list):
+            options["races"] = tuple(options["races"])
+        try:
+            return _READY[name](**options)
+        except TypeError as exc:
+            raise ConditionError(f"the {name} schema does not take these options {sorted(options)}: {exc}") from exc
+    try:
+        return ConditionSchema.from_dict(schema)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConditionError):
+            raise
+        raise ConditionError(f"malformed condition schema: {exc}") from exc
+
+
+def read_conditions_file(folder: Any) -> tuple:
+    """The schema and prompt template declared in ``<folder>/conditions.json``, or ``(None, None)`` without one.
+
+    The file holds either a schema in model-card form (``{"conditions": [...]}``)
+    or a ready schema by name (``{"schema": "chexpert", "races": [...]}``),
+    optionally with ``"prompt_template"``: a :meth:`str.format` template over
+    the fields of :func:`conditions_to_prompt`, e.g.
+    ``"chest x-ray, {patient}, {findings}"``.
+
+    Raises
+    ------
+    ConditionError
+        When the file is not valid JSON or does not describe a schema.
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "conditions.json").write_text(json.dumps({"schema": "chexpert", "prompt_template": "{findings}"}))
+    >>> schema, template = read_conditions_file(d)
+    >>> len(schema.finding_names), template
+    (14, '{findings}')
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / CONDITIONS_FILE
+    if not path.is_file():
+        return None, None
+    if path.stat().st_size > 1 << 20:
+        raise ConditionError(f"{path} is larger than 1 MB; a condition schema is a short JSON file.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConditionError(f"{path} is not valid JSON ({exc}); see the conditions.json format in the README.") from exc
+    if not isinstance(data, dict):
+        raise ConditionError(f"{path} must hold a JSON object with 'conditions' or 'schema'.")
+    template = data.get("prompt_template")
+    if template is not None and not isinstance(template, str):
+        raise ConditionError(f"'prompt_template' in {path} must be a string.")
+    try:
+        schema = as_schema({k: v for k, v in data.items() if k != "prompt_template"})
+    except ConditionError as exc:
+        raise ConditionError(f"{path}: {exc}") from exc
+    return schema, template
+
+
+def _known(v: Any) -> bool:
+    if v is None or v is pd.NA:
+        return False
+    try:
+        return not (isinstance(v, (float, np.floating)) and np.isnan(v))
+    except TypeError:
+        return True
+
+
+def _finding_word(name: str) -> str:
+    return _FINDING_WORDS.get(name, name.replace("_", " "))
+
+
+def _article(phrase: str) -> str:
+    """ "an" before a vowel sound (an 80 year old, an 18 year old, an Asian man), else "a"."""
+    head = phrase.split()[0] if phrase.split() else ""
+    vowel = head[:1].lower() in "aeiou" or head.startswith("8") or head in ("11", "18")
+    return "an" if vowel else "a"
+
+
+def _join(words: list) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def conditions_to_prompt(row: Any, finding_names: Any = None, template: Any = None) -> str:
+    """Describe one row of conditions in words: the one conditions-to-prompt conversion of the package.
+
+    Diffusers text pipelines and text-conditioned MONAI bundles turn their
+    condition tables into prompts with this function. Unknown (missing or NA)
+    values are left out of the text.
+
+    Parameters
+    ----------
+    row : mapping
+        One row of a condition table (``age``, ``sex``, ``race``, one 0/1
+        column per finding).
+    finding_names : sequence of str, optional
+        The findings the model knows (default: PhantomCXR's four).
+    template : str or callable, optional
+        ``None`` gives the sentence shown below. A string is filled with
+        :meth:`str.format` from the fields ``age`` (whole years), ``sex``
+        (woman / man), ``race``, ``patient`` (e.g. "70 year old Black
+        woman"), ``findings`` (e.g. "pleural effusion and cardiomegaly", or
+        "no acute findings") and every column of the row; unknown fields are
+        empty and runs of spaces are collapsed. A callable gets the row and
+        returns the text.
+
+    Examples
+    --------
+    >>> conditions_to_prompt({"age": 70, "sex": "F", "effusion": 1, "nodule": 0})
+    'frontal chest radiograph of a 70 year old woman with pleural effusion'
+    >>> conditions_to_prompt(dict.fromkeys(["cardiomegaly", "nodule", "effusion", "pneumothorax"], 0))
+    'frontal chest radiograph, no acute findings'
+    >>> row = {"age": 54.4, "sex": "M", "race": "Asian", "pleural_effusion": 1, "edema": 1}
+    >>> conditions_to_prompt(row, ["edema", "pleural_effusion"])
+    'frontal chest radiograph of a 54 year old Asian man with edema and pleural effusion'
+    >>> conditions_to_prompt(row, ["edema", "pleural_effusion"], template="chest x-ray, {patient}: {findings}")
+    'chest x-ray, 54 year old Asian man: edema and pleural effusion'
+    """
+    get = row.get if hasattr(row, "get") else (lambda k, d=None: d)
+    if callable(template):
+        return str(template(row))
+    names = tuple(_PHANTOM_FINDINGS if finding_names is None else finding_names)
+    age, sex, race = get("age"), get("sex"), get("race")
+    years = f"{int(round(float(age)))}" if _known(age) else ""
+    noun = _SEX_WORDS.get(str(sex), "patient") if _known(sex) else "patient"
+    race_word = str(race) if _known(race) and str(race).lower() not in _UNSTATED_RACE else ""
+    parts = [f"{years} year old" if years else "", race_word, noun]
+    patient = " ".join(p for p in parts if p)
+    stated = {f: get(f) for f in names if _known(get(f))}
+    positive = [f for f, v in stated.items() if int(v) == 1 and f != "no_finding"]
+    if positive:
+        findings = _join([_finding_word(f) for f in positive])
+    elif stated.get("no_finding") == 1:
+        findings = "no finding"
+    elif stated and len(stated) == len(names):
+        findings = "no acute findings"
+    else:
+        findings = ""
+    if template is not None:
+        fields = {k: (v if _known(v) else "") for k, v in dict(row).items()} if hasattr(row, "items") else {}
+        fields.update(age=years, sex=noun if _known(sex) else "", race=str(race) if _known(race) else "")
+        fields.update(patient=patient if patient != "patient" else "", findings=findings)
+        try:
+            text = str(template).format_map(_Blank(fields))
+        except (ValueError, IndexError) as exc:
+            raise ConditionError(f"prompt template {template!r} cannot be filled: {exc}") from exc
+        return " ".join(text.split())
+    text = "frontal chest radiograph" + ("" if patient == "patient" else f" of {_article(patient)} {patient}")
+    if positive:
+        text += " with " + findings
+    elif findings:
+        text += ", " + findings
+    return text
+
+
+class _Blank(dict):
+    """Format mapping that leaves unknown fields empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""

@@ -221,6 +221,9 @@ class DiffusionGenerator(Generator):
         Checkpoint identity.
     device : str
         Torch device (default ``"cpu"``).
+    dtype : str or torch.dtype, optional
+        Precision of the denoiser (float32 default; bfloat16, or float16 on a
+        GPU); the sampler's arithmetic and the images stay float32.
     sampler : {"dpmsolver++", "ddim"}, optional
         Sampler for :meth:`sample`; default from the card.
     condition_guidance : mapping, optional
@@ -252,15 +255,19 @@ class DiffusionGenerator(Generator):
         clip=None,
         sha256: str | None = None,
         path: str | None = None,
-        device: str = "cpu",
+        device: Any = "cpu",
         sampler: str | None = None,
         condition_guidance: Mapping[str, float] | None = None,
+        dtype: Any = None,
     ):
         super().__init__(card, sha256=sha256, path=path)
+        from .devices import resolve_device, resolve_dtype
+
         self.config = DiffusionConfig.from_dict(self.card["architecture"])
-        self.net = net.eval().to(device)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.net = net.eval().to(self.device, self.dtype)
         self.clip = clip
-        self.device = device
         self.text_dim = int(self.card["architecture"].get("text_dim", 0))
         self._group_slices = _groups(self.conditions)
         chosen = sampler or (self.card.get("sampler_defaults") or {}).get("sampler", "dpmsolver++")
@@ -441,7 +448,7 @@ class DiffusionGenerator(Generator):
         g = 1.0 if guidance is None else float(guidance)
         if g == 0.0:
             with torch.no_grad():
-                return self.net(x, tt, torch.zeros_like(cond))
+                return self._net(x, tt, torch.zeros_like(cond))
         variants = [cond] + ([torch.zeros_like(cond)] if g != 1.0 else [])
         scales = []
         flag0 = cond.shape[1] - self.text_dim - 1 - len(self._group_slices)
@@ -455,12 +462,16 @@ class DiffusionGenerator(Generator):
                 scales.append(gk)
         k = len(variants)
         with torch.no_grad():
-            outs = self.net(torch.cat([x] * k), torch.cat([tt] * k), torch.cat(variants)).chunk(k)
+            outs = self._net(torch.cat([x] * k), torch.cat([tt] * k), torch.cat(variants)).chunk(k)
         c = outs[0]
         out = c if g == 1.0 else outs[1] + g * (c - outs[1])
         for gk, o in zip(scales, outs[k - len(scales) :]):
             out = out + gk * (c - o)
         return out
+
+    def _net(self, x, t, cond):
+        """The denoiser in its precision (:attr:`dtype`), answering in float32 for the sampler."""
+        return self.net(x.to(self.dtype), t, cond.to(self.dtype)).float()
 
     def _generate(
         self, cond_table: pd.DataFrame, rng_seed: np.ndarray, steps: Any, guidance: Any, prompts: list | None

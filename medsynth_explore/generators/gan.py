@@ -149,6 +149,10 @@ class GANGenerator(Generator):
         Latent scale at sampling (1.0 = the training prior; smaller trades
         diversity for fidelity). Defaults to the card's ``sampler_defaults``.
     device : str, default "cpu"
+        Torch device (``"cuda"`` raises :class:`CapabilityError` where there is none).
+    dtype : str or torch.dtype, optional
+        Precision of the network: float32 (default), bfloat16, or float16 on a GPU
+        (see :mod:`medsynth_explore.generators.devices`). Images stay float32.
 
     Examples
     --------
@@ -167,13 +171,15 @@ class GANGenerator(Generator):
         sha256: str | None = None,
         path: str | None = None,
         truncation: float | None = None,
-        device: str = "cpu",
+        device: Any = "cpu",
+        dtype: Any = None,
     ) -> None:
         super().__init__(card, sha256=sha256, path=path)
-        import torch
+        from .devices import resolve_device, resolve_dtype
 
-        self.net = network_from_card(self, build_gan_generator, tensors, "GAN", device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.net = network_from_card(self, build_gan_generator, tensors, "GAN", self.device).to(self.dtype)
         t = truncation if truncation is not None else self._card.get("sampler_defaults", {}).get("truncation", 1.0)
         self.truncation = float(t)
         self._capabilities = frozenset({"conditions"} if len(self._schema) else set())
@@ -187,9 +193,9 @@ class GANGenerator(Generator):
         import torch
 
         with torch.no_grad():
-            z = randn_per_image(rng_seed, (self.net.latent_dim,)).to(self.device) * self.truncation
-            c = encode_conditions(cond_table, self._schema).to(self.device)
-            return self.net(z, c).cpu().numpy()
+            z = randn_per_image(rng_seed, (self.net.latent_dim,)).to(self.device, self.dtype) * self.truncation
+            c = encode_conditions(cond_table, self._schema).to(self.device, self.dtype)
+            return self.net(z, c).float().cpu().numpy()
 
 
 def _init_generator(init_from: Any, arch: dict) -> tuple:

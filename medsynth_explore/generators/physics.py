@@ -44,6 +44,11 @@ class PhysicsGenerator(Generator):
         Image side in pixels (32 to 256).
     population : Population or dict, optional
         The cohort spec patients are drawn from; the default population when None.
+    device, dtype : optional
+        Accepted for the common generator interface: the simulator is numpy
+        code on the CPU in float64 arithmetic with float32 images, so only
+        ``"cpu"`` and float32 are valid; anything else raises
+        :class:`~medsynth_explore.errors.CapabilityError` rather than being ignored.
 
     Notes
     -----
@@ -66,8 +71,18 @@ class PhysicsGenerator(Generator):
 
     default_batch_size = 64
 
-    def __init__(self, size: int = 64, population: Any = None) -> None:
+    def __init__(self, size: int = 64, population: Any = None, device: Any = None, dtype: Any = None) -> None:
         from .. import phantom
+        from ..errors import CapabilityError
+        from .devices import resolve_device, resolve_dtype
+
+        if (device is not None and resolve_device(device).type != "cpu") or (
+            dtype is not None and str(resolve_dtype(dtype)) != "torch.float32"
+        ):
+            raise CapabilityError(
+                f"the physics simulator runs on the CPU in numpy (float32 images); device={device!r}, dtype={dtype!r} "
+                "cannot be honoured. Leave device and dtype unset for it."
+            )
 
         size = phantom._check_size(size)
         self._population = phantom._as_population(population)

@@ -13,7 +13,15 @@ import pandas as pd
 from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
 
-__all__ = ["BUILTIN_GENERATORS", "FAMILY_CLASSES", "ASSETS_DIR", "list_generators", "load_generator", "builtin_path"]
+__all__ = [
+    "BUILTIN_GENERATORS",
+    "FAMILY_CLASSES",
+    "FOLDER_FORMATS",
+    "ASSETS_DIR",
+    "list_generators",
+    "load_generator",
+    "builtin_path",
+]
 
 #: Folder of the shipped checkpoints.
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -38,6 +46,41 @@ FAMILY_CLASSES = {
     "physics": "medsynth_explore.generators.physics:PhysicsGenerator",
     "diffusion": "medsynth_explore.generators.diffusion:DiffusionGenerator",
 }
+
+
+def _is_diffusers_folder(path: Path) -> bool:
+    return (path / "model_index.json").is_file()
+
+
+def _is_monai_bundle(path: Path) -> bool:
+    return (path / "configs" / "metadata.json").is_file()
+
+
+#: Model folders in published layouts, tried in order: (name, detector, "module:class.constructor", what it is).
+#: The constructor takes the folder and ``load_generator``'s keyword arguments (``device``, ``dtype``, ``schema``...).
+FOLDER_FORMATS = (
+    (
+        "diffusers",
+        _is_diffusers_folder,
+        "medsynth_explore.generators.diffusers_pipeline:DiffusersPipelineGenerator.from_pretrained",
+        "a diffusers pipeline folder (model_index.json)",
+    ),
+    (
+        "monai-bundle",
+        _is_monai_bundle,
+        "medsynth_explore.generators.monai_bundle:MonaiBundleGenerator.from_bundle",
+        "a MONAI bundle (configs/metadata.json, configs/inference.json or .yaml, models/model.pt)",
+    ),
+)
+
+
+def _folder_constructor(target: str):
+    module, attr = target.split(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
 
 _TRAIN_HINT = {
     "vae": "medsynth train --model vae --data DIR --out {path}",
@@ -125,11 +168,16 @@ def load_generator(name_or_path: Any, allow_pickle: bool = False, **kw: Any):
           chosen by the card's family);
         - a ``.pt``/``.ckpt`` state dict with a card (only with ``allow_pickle=True``);
         - a local diffusers pipeline folder (with ``model_index.json``);
+        - a MONAI bundle folder (``configs/metadata.json`` and an inference
+          config; see :mod:`medsynth_explore.generators.monai_bundle`);
         - a Hugging Face hub id ``"org/model"`` already in the local cache.
     allow_pickle : bool, default False
         Allow pickle-based checkpoint files (read with ``weights_only=True``).
     **kw
-        Passed to the generator class (e.g. ``device="cpu"``).
+        Passed to the generator class: ``device`` and ``dtype`` for every
+        family (e.g. ``device="cuda", dtype="float16"``; see
+        :mod:`medsynth_explore.generators.devices`); ``schema`` and
+        ``prompt_template`` for text pipelines and bundles.
 
     Returns
     -------
@@ -170,13 +218,13 @@ def load_generator(name_or_path: Any, allow_pickle: bool = False, **kw: Any):
         return _load_file(path, allow_pickle, **kw)
     path = Path(key).expanduser()
     if path.is_dir():
-        if (path / "model_index.json").is_file():
-            from .diffusers_pipeline import DiffusersPipelineGenerator
-
-            return DiffusersPipelineGenerator.from_pretrained(path, **kw)
+        for _name, detect, target, _what in FOLDER_FORMATS:
+            if detect(path):
+                return _folder_constructor(target)(path, **kw)
         found = sorted(path.glob("*.safetensors"))
         hint = f" It contains {found[0].name}; pass that file." if found else ""
-        raise CheckpointError(f"{key!r} is a folder without model_index.json, so it is not a diffusers pipeline.{hint}")
+        kinds = "; ".join(what for _n, _d, _t, what in FOLDER_FORMATS)
+        raise CheckpointError(f"{key!r} is a folder in none of the model layouts read here ({kinds}).{hint}")
     if path.is_file():
         return _load_file(path, allow_pickle, **kw)
     looks_like_path = (

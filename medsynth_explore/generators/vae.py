@@ -139,6 +139,10 @@ class VAEGenerator(Generator):
         Scale of the latent prior at sampling; defaults to the card's
         ``sampler_defaults.temperature`` (1.0 when absent).
     device : str, default "cpu"
+        Torch device (``"cuda"`` raises :class:`CapabilityError` where there is none).
+    dtype : str or torch.dtype, optional
+        Precision of the network: float32 (default), bfloat16, or float16 on a GPU
+        (see :mod:`medsynth_explore.generators.devices`). Images stay float32.
 
     Examples
     --------
@@ -157,13 +161,15 @@ class VAEGenerator(Generator):
         sha256: str | None = None,
         path: str | None = None,
         temperature: float | None = None,
-        device: str = "cpu",
+        device: Any = "cpu",
+        dtype: Any = None,
     ) -> None:
         super().__init__(card, sha256=sha256, path=path)
-        import torch
+        from .devices import resolve_device, resolve_dtype
 
-        self.net = network_from_card(self, build_vae, tensors, "VAE", device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.net = network_from_card(self, build_vae, tensors, "VAE", self.device).to(self.dtype)
         t = temperature if temperature is not None else self._card.get("sampler_defaults", {}).get("temperature", 1.0)
         self.temperature = float(t)
         self._capabilities = frozenset({"conditions", "inpaint"} if len(self._schema) else {"inpaint"})
@@ -174,25 +180,25 @@ class VAEGenerator(Generator):
         return cls(checkpoint.card, checkpoint.tensors, sha256=checkpoint.sha256, path=checkpoint.path, **kw)
 
     def _cond(self, table: pd.DataFrame):
-        return encode_conditions(table, self._schema).to(self.device)
+        return encode_conditions(table, self._schema).to(self.device, self.dtype)
 
     def _generate(self, cond_table, rng_seed, steps, guidance, prompts):
         import torch
 
         with torch.no_grad():
-            z = randn_per_image(rng_seed, (self.net.latent_dim,)).to(self.device) * self.temperature
-            return self.net.decode(z, self._cond(cond_table)).cpu().numpy()
+            z = randn_per_image(rng_seed, (self.net.latent_dim,)).to(self.device, self.dtype) * self.temperature
+            return self.net.decode(z, self._cond(cond_table)).float().cpu().numpy()
 
     def _inpaint(self, images, masks, cond_table, rng_seed, steps, guidance, prompts):
         import torch
 
         with torch.no_grad():
             c = self._cond(cond_table)
-            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, self.dtype)
             mu, logvar = self.net.encode(x, c)
-            eps = randn_per_image(torch_generators(rng_seed), (self.net.latent_dim,)).to(self.device)
+            eps = randn_per_image(torch_generators(rng_seed), (self.net.latent_dim,)).to(self.device, self.dtype)
             z = mu + eps * (0.5 * logvar).exp() * self.temperature
-            return self.net.decode(z, c).cpu().numpy()
+            return self.net.decode(z, c).float().cpu().numpy()
 
     def encode(self, images: Any, conditions: Any = None) -> np.ndarray:
         """Posterior means of the latent codes of images (for latent-space exploration).
@@ -214,8 +220,8 @@ class VAEGenerator(Generator):
             conditions = meta[cols]
         table = self._resolve(len(arr), conditions, None, 0)
         with torch.no_grad():
-            mu, _ = self.net.encode(torch.from_numpy(arr).to(self.device), self._cond(table))
-        return mu.cpu().numpy()
+            mu, _ = self.net.encode(torch.from_numpy(arr).to(self.device, self.dtype), self._cond(table))
+        return mu.float().cpu().numpy()
 
 
 def train_vae(

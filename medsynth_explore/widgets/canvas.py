@@ -1,4 +1,4 @@
-"""A mask-painting canvas (an anywidget): brush, erase, clear, undo; mask 1 = regenerate."""
+"""A mask-painting canvas (an anywidget) at the image's own resolution: brush, erase, clear, undo, zoom; mask 1 = regenerate."""
 
 from __future__ import annotations
 
@@ -22,9 +22,13 @@ def _to_bytes(value: Any, _widget: Any = None) -> bytes:
 class MaskCanvas(anywidget.AnyWidget):
     """Paint a mask over an image in the browser; read it as a numpy array in Python.
 
-    The mask travels as raw bytes (one byte per image pixel), not JSON. Every
-    finished stroke from the browser (and every :meth:`clear` or
-    :meth:`set_mask`) pushes the previous mask on an undo stack.
+    The image is sent as a PNG at its own resolution and the browser canvas
+    holds one pixel per image pixel, so a 512 or 1024 px image is painted
+    pixel for pixel; on screen it is ``display_size`` CSS pixels wide times
+    ``zoom`` (the view scrolls when zoomed in). The mask travels as raw bytes
+    (one byte per image pixel), not JSON. Every finished stroke from the
+    browser (and every :meth:`clear` or :meth:`set_mask`) pushes the previous
+    mask on an undo stack.
 
     Parameters
     ----------
@@ -32,7 +36,9 @@ class MaskCanvas(anywidget.AnyWidget):
     brush : int
         Brush radius in image pixels.
     display_size : int
-        Width of the canvas on screen, in CSS pixels.
+        Width of the canvas on screen at zoom 1, in CSS pixels.
+    zoom : float
+        Magnification of the on-screen view (0.25 to 8).
 
     Examples
     --------
@@ -52,10 +58,18 @@ class MaskCanvas(anywidget.AnyWidget):
     brush = traitlets.Int(3).tag(sync=True)
     mode = traitlets.Unicode("paint").tag(sync=True)
     display_size = traitlets.Int(320).tag(sync=True)
+    zoom = traitlets.Float(1.0).tag(sync=True)
     strokes = traitlets.Int(0).tag(sync=True)
 
-    def __init__(self, image: Any = None, brush: int = 3, display_size: int = 320, **kwargs: Any) -> None:
-        super().__init__(brush=brush, display_size=display_size, **kwargs)
+    @traitlets.validate("zoom")
+    def _valid_zoom(self, proposal: dict) -> float:
+        z = float(proposal["value"])
+        if not np.isfinite(z) or not 0.25 <= z <= 8:
+            raise DataError(f"zoom must be between 0.25 and 8, got {z}.")
+        return z
+
+    def __init__(self, image: Any = None, brush: int = 3, display_size: int = 320, zoom: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(brush=brush, display_size=display_size, zoom=zoom, **kwargs)
         self._history: list[bytes] = []
         self._restoring = False
         self.observe(self._remember, names="mask")
@@ -77,7 +91,7 @@ class MaskCanvas(anywidget.AnyWidget):
         self._restoring = True
         try:
             self.height, self.width = a.shape
-            self.image = png_bytes(a)
+            self.image = png_bytes(a, max_side=None)  # every pixel: the mask is painted at this resolution
             self.mask = bytes(a.size)
         finally:
             self._restoring = False

@@ -164,6 +164,10 @@ def card_html(card: Mapping[str, Any], sha256: str | None = None, path: str | No
         facts["image size"] = (
             f"{int(arch.get('channels', 1))} × {int(arch['image_size'])} × {int(arch['image_size'])} (C × H × W)"
         )
+    if arch.get("device") or arch.get("dtype"):  # external models loaded with device= / dtype=
+        facts["runs on"] = html.escape(f"{arch.get('device', 'cpu')}, {arch.get('dtype', 'float32')}")
+    if arch.get("format") or arch.get("pipeline_class"):
+        facts["format"] = html.escape(str(arch.get("format") or f"diffusers {arch['pipeline_class']}"))
     parts.append(_kv_table(facts, labels={k: k for k in facts}))
 
     parts.append("<h4>Intended use</h4>")

@@ -8,7 +8,6 @@ computes results a test could not reach from Python.
 from __future__ import annotations
 
 import html
-import io
 import traceback
 from typing import Any, Callable
 
@@ -18,7 +17,17 @@ import numpy as np
 from ..errors import CancelledError, MedsynthError
 from ..jobs import Job, JobRunner
 
-__all__ = ["BasePanel", "png_bytes", "image_widget", "thumb_grid", "COLORS", "LAYOUT_WIDTH", "html_table", "metric_label"]
+__all__ = [
+    "BasePanel",
+    "ImageViewer",
+    "png_bytes",
+    "image_widget",
+    "thumb_grid",
+    "COLORS",
+    "LAYOUT_WIDTH",
+    "html_table",
+    "metric_label",
+]
 
 #: One palette for every panel: real data, then generators in load order.
 COLORS = {"real": "#4C78A8", "synthetic": "#F58518", "worst": "#E45756", "ok": "#54A24B", "muted": "#9D9D9D"}
@@ -38,46 +47,69 @@ CSS = """
 """
 
 
-def png_bytes(image: Any, scale: int = 1, vmin: float = 0.0, vmax: float = 1.0, cmap: str | None = None) -> bytes:
+def png_bytes(
+    image: Any, scale: int = 1, vmin: float = 0.0, vmax: float = 1.0, cmap: str | None = None, max_side: int | None = None
+) -> bytes:
     """PNG bytes of one image (C, H, W) or (H, W) in [vmin, vmax], optionally upscaled by ``scale``.
 
-    ``cmap="diverging"`` maps [-1, 1] to blue-white-red (for difference images).
+    ``cmap="diverging"`` maps [-1, 1] to blue-white-red (for difference images); ``max_side``
+    shrinks a large image by area averaging so its longer side is at most that many pixels.
+    The package's one display encoder, :func:`medsynth_explore.data.display.png_bytes`, does the work.
 
     Examples
     --------
     >>> png_bytes(np.zeros((1, 4, 4)))[:4]
     b'\\x89PNG'
     """
-    from PIL import Image
+    from ..data.display import png_bytes as encode
 
-    a = np.asarray(image, np.float32)
-    if a.ndim == 3:
-        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
-    if cmap == "diverging":
-        t = np.clip(a, -1, 1)
-        rgb = np.stack([1 - np.clip(-t, 0, 1), 1 - np.abs(t), 1 - np.clip(t, 0, 1)], -1)
-        img = Image.fromarray((rgb * 255).round().astype(np.uint8), "RGB")
-    else:
-        t = np.clip((a - vmin) / max(vmax - vmin, 1e-12), 0, 1)
-        img = Image.fromarray((t * 255).round().astype(np.uint8))
-    if scale != 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return encode(image, scale=scale, vmin=vmin, vmax=vmax, cmap=cmap, max_side=max_side)
 
 
 def image_widget(image: Any, width: int = 128, **kw: Any) -> W.Image:
-    """An ``ipywidgets.Image`` showing ``image`` at ``width`` pixels."""
-    return W.Image(value=png_bytes(image, **kw), format="png", layout=W.Layout(width=f"{width}px", height=f"{width}px"))
+    """An ``ipywidgets.Image`` showing ``image`` at ``width`` pixels.
+
+    The PNG is made small on the Python side: an image larger than ``width``
+    is shrunk (area averaging) to ``width`` pixels before it is sent, so a
+    grid of 512 or 1024 px images costs kilobytes, not megabytes. Pass
+    ``max_side=None`` to send the native resolution.
+    """
+    kw.setdefault("max_side", int(width))
+    a = np.asarray(image)
+    h, w = a.shape[-2:] if a.ndim >= 2 else (width, width)
+    height = int(round(width * h / w)) if w else width
+    return W.Image(value=png_bytes(image, **kw), format="png", layout=W.Layout(width=f"{width}px", height=f"{height}px"))
 
 
-def thumb_grid(images: np.ndarray, captions: list[str] | None = None, width: int = 112, columns: int = 8) -> W.GridBox:
-    """A grid of thumbnails with an optional caption (HTML allowed) under each."""
+def thumb_grid(
+    images: np.ndarray,
+    captions: list[str] | None = None,
+    width: int = 112,
+    columns: int = 8,
+    on_click: Callable[[int], Any] | None = None,
+) -> W.GridBox:
+    """A grid of thumbnails with an optional caption (HTML allowed) under each.
+
+    Thumbnails are shrunk to ``width`` pixels in Python (see :func:`image_widget`).
+    With ``on_click``, each cell gets a "full size" button below its caption
+    that calls ``on_click(i)`` (e.g. to open an :class:`ImageViewer` at native resolution).
+    """
     cells = []
     for i, im in enumerate(images):
         cap = W.HTML(f"<div class='msx-caption'>{captions[i]}</div>") if captions else None
-        cells.append(W.VBox([image_widget(im, width)] + ([cap] if cap else []), layout=W.Layout(width=f"{width + 8}px")))
+        parts = [image_widget(im, width)] + ([cap] if cap else [])
+        if on_click is not None:
+            h, w = np.shape(im)[-2:]
+            button = W.Button(
+                description="full size",
+                icon="expand",
+                tooltip=f"show this image at its own resolution, {w}×{h} px",
+                layout=W.Layout(width=f"{width}px", height="24px"),
+            )
+            button.add_class("msx-fullsize")
+            button.on_click(lambda _b, i=i: on_click(i))
+            parts.append(button)
+        cells.append(W.VBox(parts, layout=W.Layout(width=f"{width + 8}px")))
     return W.GridBox(
         cells,
         layout=W.Layout(
@@ -86,6 +118,58 @@ def thumb_grid(images: np.ndarray, captions: list[str] | None = None, width: int
             max_width=f"{columns * (width + 18)}px",
         ),
     )
+
+
+class ImageViewer(W.VBox):
+    """One image at its own resolution, with zoom: the full-size view behind the panels' thumbnails.
+
+    The PNG holds every pixel of the image (no shrinking); the zoom slider sets
+    how many screen pixels show one image pixel, and the box scrolls when the
+    image is larger than the panel.
+
+    Examples
+    --------
+    >>> v = ImageViewer()
+    >>> v.show(np.zeros((1, 512, 512), np.float32), "sample 0")
+    >>> v.shape, v.layout.display
+    ((512, 512), 'flex')
+    """
+
+    def __init__(self, max_height: int = 560, **kwargs: Any) -> None:
+        super().__init__(layout=W.Layout(display="none", border="1px solid #ddd", padding="4px"), **kwargs)
+        self.title = W.HTML("")
+        self.zoom = W.FloatLogSlider(value=1.0, base=2, min=-3, max=2, step=0.25, description="Zoom", readout_format=".2f")
+        self.close_button = W.Button(description="Close", icon="times", layout=W.Layout(width="80px"))
+        self.image = W.Image(format="png")
+        self.frame = W.Box([self.image], layout=W.Layout(overflow="auto", max_height=f"{max_height}px", max_width="100%"))
+        self.shape: tuple | None = None
+        self.zoom.observe(lambda _c: self._size(), names="value")
+        self.close_button.on_click(lambda _b: self.hide())
+        self.children = [W.HBox([self.title, self.zoom, self.close_button], layout=W.Layout(align_items="center")), self.frame]
+
+    def show(self, image: Any, caption: str = "", cmap: str | None = None, zoom: float | None = None) -> None:
+        """Show ``image`` (C, H, W) or (H, W) at native resolution (zoom 1 = one screen pixel per image pixel)."""
+        a = np.asarray(image)
+        self.shape = tuple(int(v) for v in a.shape[-2:])
+        self.image.value = png_bytes(a, cmap=cmap)
+        h, w = self.shape
+        self.title.value = f"<b>{caption}</b> <span class='msx-caption'>{w}×{h} px</span>" if caption else f"{w}×{h} px"
+        if zoom is not None:
+            self.zoom.value = zoom
+        self._size()
+        self.layout.display = "flex"
+
+    def hide(self) -> None:
+        self.layout.display = "none"
+
+    def _size(self) -> None:
+        if self.shape is None:
+            return
+        h, w = self.shape
+        z = float(self.zoom.value)
+        self.image.layout.width = f"{max(1, round(w * z))}px"
+        self.image.layout.height = f"{max(1, round(h * z))}px"
+        self.image.layout.max_width = "none"
 
 
 def metric_label(name: str, with_direction: bool = True) -> str:

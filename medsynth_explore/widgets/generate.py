@@ -1,4 +1,4 @@
-"""Generate panel: condition controls built from the checkpoint's schema, a grid of results."""
+"""Generate panel: condition controls built from the model's schema, a grid of results, each viewable at full size."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 import ipywidgets as W
 import numpy as np
+import pandas as pd
 
 from ..session import describe_samples
-from .common import BasePanel, thumb_grid
+from .common import BasePanel, ImageViewer, png_bytes, thumb_grid
 
 ANY = "any"
 
@@ -25,11 +26,22 @@ class GeneratePanel(BasePanel):
     age) where the model has them, starting at the card's sampler defaults. Each result shows its
     requested conditions, what the reference classifier sees and CLIPScore.
 
+    Native resolution: thumbnails are shrunk in Python before they are sent;
+    "full size" under a thumbnail opens it at its own resolution (with zoom)
+    in :attr:`viewer`. Models that sample in steps (diffusers pipelines, MONAI
+    bundles) report every denoising step: the progress bar moves within a
+    batch, :attr:`preview` shows the batch's current state when the model has
+    one, and Cancel stops between two steps.
+
     Attributes
     ----------
     last_samples : ImageSet or None
     last_table : DataFrame or None
         :func:`~medsynth_explore.session.describe_samples` of the last result.
+    viewer : ImageViewer
+        The full-size view.
+    steps_seen : int
+        Denoising steps reported during the last run (0 for models without steps).
     """
 
     title = "Generate"
@@ -52,6 +64,11 @@ class GeneratePanel(BasePanel):
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.on_click(self.guard(lambda _b: self.generate()))
         self.grid = W.VBox()
+        self.viewer = ImageViewer()
+        self.preview = W.Image(format="png", layout=W.Layout(width="96px", height="96px", display="none"))
+        self.preview_label = W.HTML("")
+        self.steps_seen = 0
+        self.size_note = W.HTML("")
         self.condition_box = W.VBox()
         self.controls: dict[str, Any] = {}
         self.condition_guidance: dict[str, Any] = {}
@@ -61,8 +78,10 @@ class GeneratePanel(BasePanel):
         self.children = [
             W.HBox([self.generator_select, self.seed, self.n]),
             self.condition_box,
-            W.HBox([self.generate_button, self.job_bar()]),
+            W.HBox([self.generate_button, self.job_bar(), self.preview, self.preview_label]),
             self.error,
+            self.size_note,
+            self.viewer,  # above the grid, so that what "full size" opens is in view
             self.grid,
         ]
 
@@ -103,7 +122,8 @@ class GeneratePanel(BasePanel):
                 for b in boxes.values():
                     free.observe(lambda ch, b=b: setattr(b, "disabled", ch["new"]), names="value")
                 self.controls[c.name] = (boxes, free)
-                rows.append(W.HBox([W.Label("Findings", layout=W.Layout(width="90px")), *boxes.values(), free]))
+                wrap = W.Layout(flex_flow="row wrap")  # 14 CheXpert findings wrap instead of running off the panel
+                rows.append(W.HBox([W.Label("Findings", layout=W.Layout(width="90px")), *boxes.values(), free], layout=wrap))
             elif c.kind == "text":
                 self.controls[c.name] = self.prompt
         if "text" in caps and self.prompt not in rows:
@@ -136,6 +156,11 @@ class GeneratePanel(BasePanel):
         if self.condition_guidance:
             rows.append(W.HBox(list(self.condition_guidance.values())))
         self.condition_box.children = rows
+        _c, h, w = gen.image_shape
+        self.size_note.value = (
+            f"<span class='msx-caption'>{html.escape(gen.name)} makes {w}×{h} px images; thumbnails are shrunk, "
+            "“full size” shows every pixel.</span>"
+        )
 
     def conditions(self) -> dict:
         """The conditions the controls ask for (unset ones left out)."""
@@ -180,16 +205,37 @@ class GeneratePanel(BasePanel):
         gen.conditions.validate(kw["conditions"] or {})  # errors show before any work starts
         per_condition = self.condition_guidance_request()
 
+        stepwise = "steps" in gen.capabilities
+        self.steps_seen = 0
+        job_ref: list = [None]
+
+        def on_step(info):
+            self.steps_seen += 1
+            if info.preview is not None:
+                self.preview.value = png_bytes(info.preview[0], max_side=96)
+                self.preview.layout.display = "block"
+                self.preview_label.value = (
+                    f"<span class='msx-caption'>step {info.step}/{info.steps}, "
+                    f"images {info.start + 1}-{info.stop} of {info.total}</span>"
+                )
+            return job_ref[0].progress(int(round(1000 * info.fraction)), 1000)
+
         def work(job):
+            job_ref[0] = job
             if per_condition is not None:
                 gen.condition_guidance = per_condition
-            samples = gen.sample(n, callback=job.progress, **kw)
+            if stepwise:  # the fine progress comes from each denoising step; the callback only checks for Cancel
+                samples = gen.sample(n, callback=lambda d, t: not job.cancelled, step_callback=on_step, **kw)
+            else:
+                samples = gen.sample(n, callback=job.progress, **kw)
             job.progress(n, n)
             table = describe_samples(self.session, samples)
             return samples, table
 
         def done(result):
             samples, table = result
+            self.preview.layout.display = "none"
+            self.preview_label.value = ""
             self.session.add_samples(samples, name)
             self.show(samples, table)
             self.status.value = f"<span class='msx-caption'>{len(samples)} images from {html.escape(name)}</span>"
@@ -197,18 +243,43 @@ class GeneratePanel(BasePanel):
         return self.run_job(work, done, label=f"sampling {n} from {name}")
 
     def show(self, samples, table) -> None:
-        """Put samples and their description in the grid."""
+        """Put samples and their description in the grid (each with a "full size" button)."""
         self.last_samples, self.last_table = samples, table
-        self.grid.children = [thumb_grid(samples.images, [_caption(r) for _, r in table.iterrows()], width=112, columns=8)]
+        schema = self.session.generator().conditions
+        names = schema.finding_names or None
+        asked = [c for c in ("age", "sex", *schema.finding_names) if c in samples.metadata.columns]
+        meta = samples.metadata[asked].reset_index(drop=True)
+        rows = [{**table.iloc[i].to_dict(), **meta.iloc[i].to_dict()} for i in range(len(table))]
+        captions = [_caption(r, names) for r in rows]
+        self.viewer.hide()
+        self.grid.children = [thumb_grid(samples.images, captions, width=112, columns=8, on_click=self.show_full)]
+
+    def show_full(self, i: int) -> None:
+        """Open image ``i`` of the last result at its own resolution."""
+        if self.last_samples is None or not 0 <= i < len(self.last_samples):
+            return
+        meta = self.last_samples.metadata.iloc[i]
+        prompt = str(meta.get("prompt", "") or "")
+        text = f"image {i}" + (f": {html.escape(prompt)}" if prompt else "")
+        self.viewer.show(self.last_samples.images[i], text)
 
 
-def _caption(row) -> str:
+def _is_one(value) -> bool:
+    """Whether a finding flag is 1 (NA, for conditions an external model leaves unknown, is not)."""
+    try:
+        return bool(value == 1)
+    except TypeError:
+        return False
+
+
+def _caption(row, finding_names=None) -> str:
     asked = []
-    if "age" in row and row["age"] == row["age"]:
+    if "age" in row and pd.notna(row["age"]):
         asked.append(f"{float(row['age']):.0f}y")
-    if "sex" in row:
-        asked.append(str(row["sex"]))
-    findings = [f for f in ("cardiomegaly", "nodule", "effusion", "pneumothorax") if f in row and row[f] == 1]
+    if "sex" in row and isinstance(row["sex"], str):
+        asked.append(row["sex"])
+    names = finding_names or ("cardiomegaly", "nodule", "effusion", "pneumothorax")
+    findings = [f for f in names if f in row and _is_one(row[f])]
     lines = [f"<b>asked</b> {' '.join(asked)} {', '.join(findings) or 'no finding'}"]
     seen = [
         f"{f[2:]} {row[f]:.2f}"
