@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[all]"
-	@echo "compiling UMAP's numba kernels once (kept in numba's disk cache)"
+	@echo "compiling UMAP's numba kernels for small and large maps once (kept in numba's disk cache)"
 	$(BIN)/python -c "from medsynth_explore.session import warm_up_umap; warm_up_umap(background=False)"
 	touch $(STAMP)
 

@@ -61,6 +61,9 @@ __all__ = [
     "distributed_features",
     "distributed_metric_state",
     "merge_states",
+    "distributed_neighbours",
+    "distributed_embedding",
+    "distributed_place",
 ]
 
 # Former private names, kept for code that imported them from here.
@@ -373,3 +376,192 @@ def distributed_metric_state(
         side: np.concatenate([f for (f, _), s in zip(results, sides) if s == side]) for side in ("real", "fake") if side in sides
     }
     return state, feats
+
+
+# --------------------------------------------------------------------------- the map at scale
+def _feature_shards(x: Any, shard_size: int) -> list[np.ndarray]:
+    """Row blocks of a feature array, or the blocks of a list given as such (float32)."""
+    from .metrics._validate import check_features
+
+    if isinstance(x, (list, tuple)):
+        parts = [check_features(p, "feature shard", dtype=np.float32) for p in x]
+        if not parts or len({p.shape[1] for p in parts}) != 1:
+            raise DataError("give feature shards of one dimension (a non-empty list of (n, D) arrays).")
+        return parts
+    arr = np.asarray(x)
+    if arr.ndim != 2 or not len(arr):
+        raise DataError(f"features must have shape (N, D) with N > 0, got {arr.shape}.")
+    return [check_features(arr[s : s + c], "features", dtype=np.float32) for s, c in plan_shards(len(arr), shard_size)]
+
+
+def _neighbour_block(query: np.ndarray, data: np.ndarray, k: int, offset: int, self_offset: int | None):
+    """Task: the k nearest rows of ``data`` (a shard starting at row ``offset``) for each query row, exact."""
+    from .metrics.knn import _exact
+
+    q = np.asarray(query, np.float32)
+    d = np.asarray(data, np.float32)
+    kk = min(k, len(d) - (1 if self_offset is not None else 0))
+    if kk < 1:
+        return np.zeros((len(q), 0)), np.zeros((len(q), 0), np.int64)
+    rows = None if self_offset is None else np.arange(len(q)) + self_offset
+    dist, idx = _exact(q, d, kk, rows)
+    return dist, idx + offset
+
+
+def distributed_neighbours(
+    query: Any,
+    data: Any,
+    k: int,
+    client: Any = None,
+    shard_size: int = 10_000,
+    exclude_self: bool = False,
+    callback: ProgressCallback | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest ``data`` rows of every ``query`` row, one task per (query shard, data shard) pair.
+
+    Each task computes the exact k nearest rows of one query shard within
+    one data shard (blocked float32 brute force); the driver keeps only the
+    k best per query row over the data shards, so it never holds more than
+    the query shard's ``k * n_data_shards`` candidates. Shards are sent to
+    the workers once. With ``exclude_self`` (query and data the same set,
+    cut the same way) a row is not its own neighbour.
+
+    Returns
+    -------
+    (indices, distances) : int64 and float64 arrays (n_query, k), nearest first.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    >>> idx, d = distributed_neighbours(x, x, 2, shard_size=20, exclude_self=True)
+    >>> from medsynth_explore.metrics.knn import self_knn
+    >>> bool((idx == self_knn(x, 2).indices).all())
+    True
+    """
+    q_parts = _feature_shards(query, shard_size)
+    d_parts = q_parts if exclude_self and query is data else _feature_shards(data, shard_size)
+    if q_parts[0].shape[1] != d_parts[0].shape[1]:
+        raise DataError(f"query features have {q_parts[0].shape[1]} dimensions but data features {d_parts[0].shape[1]}.")
+    n_data = sum(len(p) for p in d_parts)
+    k = check_int(k, "k", 1)
+    if k > n_data - (1 if exclude_self else 0):
+        raise DataError(f"asked for {k} neighbours among {n_data} rows.")
+    if exclude_self and [len(p) for p in q_parts] != [len(p) for p in d_parts]:
+        raise DataError("exclude_self needs the query and the data to be the same set, cut into the same shards.")
+    q_off = np.cumsum([0] + [len(p) for p in q_parts])
+    d_off = np.cumsum([0] + [len(p) for p in d_parts])
+    with ClientScope(client) as cl:
+        qs = cl.scatter(q_parts, hash=False) if cl is not None else q_parts
+        ds = qs if d_parts is q_parts else (cl.scatter(d_parts, hash=False) if cl is not None else d_parts)
+        tasks = [
+            (qs[i], ds[j], k, int(d_off[j]), 0 if (exclude_self and i == j) else None)
+            for i in range(len(q_parts))
+            for j in range(len(d_parts))
+        ]
+        results = run_shards(
+            _neighbour_block,
+            tasks,
+            client=cl,
+            callback=callback,
+            weights=[len(q_parts[i]) for i in range(len(q_parts)) for _ in d_parts],
+            name="medsynth-neighbours",
+        )
+    idx = np.empty((int(q_off[-1]), k), np.int64)
+    dist = np.empty((int(q_off[-1]), k))
+    nd = len(d_parts)
+    for i in range(len(q_parts)):
+        blocks = results[i * nd : (i + 1) * nd]
+        dd = np.concatenate([b[0] for b in blocks], axis=1)
+        ii = np.concatenate([b[1] for b in blocks], axis=1)
+        order = np.argsort(dd, axis=1, kind="stable")[:, :k]
+        dist[q_off[i] : q_off[i + 1]] = np.take_along_axis(dd, order, 1)
+        idx[q_off[i] : q_off[i + 1]] = np.take_along_axis(ii, order, 1)
+    return idx, dist
+
+
+def distributed_embedding(
+    reference_features: Any,
+    client: Any = None,
+    shard_size: int = 10_000,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    n_epochs: int = 200,
+    callback: ProgressCallback | None = None,
+):
+    """A UMAP map of the reference whose neighbour graph is computed on the workers.
+
+    What is distributed: the neighbour graph, the N^2 part of a fit (one
+    task per pair of feature shards, :func:`distributed_neighbours`). What is
+    not: umap-learn's fuzzy graph and layout optimisation, which run here in
+    one process on the graph (N x n_neighbors) and the coordinates (N x 2)
+    -- single-threaded, since a seeded layout must be; the features array
+    is read here only by umap-learn's fit (pass a memory-mapped ``.npy`` for
+    a reference larger than memory). Place new points with
+    :func:`distributed_place` or the returned map's ``transform``.
+
+    Returns
+    -------
+    Embedding
+        Built with :meth:`~medsynth_explore.session.Embedding.from_layout`;
+        ``session.use_map(emb)`` puts it in a session.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(80, 4)).astype(np.float32)
+    >>> emb = distributed_embedding(x, shard_size=40, n_neighbors=5, n_epochs=10)  # doctest: +SKIP
+    >>> emb.reference.shape  # doctest: +SKIP
+    (80, 2)
+    """
+    import warnings
+
+    from .session.embedding import Embedding, _umap_modules
+
+    shards = _feature_shards(reference_features, shard_size)
+    n = sum(len(p) for p in shards)
+    if n < 3:
+        raise DataError(f"a map needs at least 3 reference points, got {n}.")
+    k = int(min(n_neighbors, n - 1))
+    idx, dist = distributed_neighbours(shards, shards, k - 1, client=client, exclude_self=True, callback=callback)
+    graph_i = np.concatenate([np.arange(n)[:, None], idx], axis=1).astype(np.int32)
+    graph_d = np.concatenate([np.zeros((n, 1)), dist], axis=1).astype(np.float32)
+    x = reference_features if isinstance(reference_features, np.ndarray) else np.concatenate(shards)
+    umap_, _ = _umap_modules()
+    model = umap_.UMAP(
+        n_neighbors=k,
+        min_dist=min_dist,
+        random_state=seed,
+        transform_seed=seed,
+        n_epochs=n_epochs,
+        precomputed_knn=(graph_i, graph_d, None),
+        force_approximation_algorithm=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        coords = model.fit_transform(np.asarray(x, np.float32))
+    return Embedding.from_layout(x, coords, model._a, model._b, seed=seed, n_neighbors=k, min_dist=min_dist, n_epochs=n_epochs)
+
+
+def distributed_place(
+    embedding: Any, features: Any, client: Any = None, shard_size: int = 10_000, callback: ProgressCallback | None = None
+) -> np.ndarray:
+    """Coordinates of new points in ``embedding``, their reference neighbours found on the workers.
+
+    The neighbour search (new points x reference, one task per pair of
+    shards) is distributed; the short layout step that moves only the new
+    points runs here (:meth:`~medsynth_explore.session.Embedding.place_neighbours`).
+    Gives the coordinates ``embedding.transform(features)`` gives, up to the
+    float32 rounding of the neighbour distances (computed in other blocks),
+    which the few layout epochs can amplify for a point here and there.
+
+    Examples
+    --------
+    >>> from medsynth_explore.session import Embedding
+    >>> x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    >>> emb = Embedding.from_layout(x, x[:, :2], a=1.58, b=0.9, n_neighbors=5)
+    >>> bool(np.allclose(distributed_place(emb, x[:4], shard_size=16), emb.transform(x[:4])))
+    True
+    """
+    ref_shards = _feature_shards(embedding.features, shard_size)
+    idx, dist = distributed_neighbours(features, ref_shards, embedding.n_neighbors, client=client, callback=callback)
+    return embedding.place_neighbours(idx, dist)

@@ -9,8 +9,14 @@ distance from ``x`` to its k-th nearest other point of its own set):
 * density = ``1 / (k M) * sum_j sum_i 1[y_j in B(x_i, NND_k(x_i))]``;
 * coverage = share of real points whose ball holds at least one synthetic point.
 
-Distances are compared squared, in float64, over blocks of rows so that no
-N x M matrix is held whole.
+Two routes (:mod:`medsynth_explore.metrics.knn`). The exact one compares
+distances squared, in float64, over blocks of rows so that no N x M matrix is
+held whole. The approximate one, which ``route="auto"`` takes for large sets,
+finds the members of every ball among the ``candidates`` nearest points of
+its centre on the other side (approximate index, true distances); a ball
+that holds all its candidates is measured against every point exactly. The
+radii of a set are computed once per content hash and k and reused by later
+calls (subgroups, panels, the live metrics).
 """
 
 from __future__ import annotations
@@ -21,30 +27,9 @@ import numpy as np
 
 from ..errors import MetricError
 from ._validate import check_features, check_pair
+from .knn import _block_rows, _note, choose_route, features_hash, knn, memo, self_knn, sq_dists
 
 __all__ = ["sq_dists", "knn_radii", "prdc"]
-
-
-def sq_dists(x: np.ndarray, y: np.ndarray, x_sq=None, y_sq=None) -> np.ndarray:
-    """Squared Euclidean distances between rows (clipped at 0).
-
-    Examples
-    --------
-    >>> sq_dists(np.zeros((1, 2)), np.array([[3.0, 4.0]])).tolist()
-    [[25.0]]
-    """
-    xs = (x * x).sum(1) if x_sq is None else x_sq
-    ys = (y * y).sum(1) if y_sq is None else y_sq
-    d = x @ y.T
-    d *= -2.0
-    d += xs[:, None]
-    d += ys[None, :]
-    np.maximum(d, 0.0, out=d)
-    return d
-
-
-def _block_rows(n_cols: int, budget: int = 1 << 22) -> int:
-    return max(1, budget // max(n_cols, 1))
 
 
 def knn_radii(x: Any, k: int = 5, squared: bool = False) -> np.ndarray:
@@ -68,7 +53,22 @@ def knn_radii(x: Any, k: int = 5, squared: bool = False) -> np.ndarray:
     return out if squared else np.sqrt(out)
 
 
-def prdc(real: Any, fake: Any, k: int = 5) -> dict:
+def cached_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Squared k-NN radii of ``x`` (the exact route's :func:`knn_radii`), computed once per content hash and k.
+
+    The returned array is shared by every caller: do not modify it.
+
+    Examples
+    --------
+    >>> x = np.array([[0.0], [1.0], [3.0]])
+    >>> cached_radii(x, 1).tolist(), cached_radii(x, 1) is cached_radii(x.copy(), 1)
+    ([1.0, 1.0, 4.0], True)
+    """
+    x = check_features(x, min_n=k + 1)
+    return memo((features_hash(x), "radii-exact", int(k)), lambda: knn_radii(x, k, squared=True))
+
+
+def prdc(real: Any, fake: Any, k: int = 5, route: str = "auto", seed: int = 0, candidates: int = 48) -> dict:
     """Precision, recall, density and coverage of ``fake`` against ``real``.
 
     Parameters
@@ -77,6 +77,15 @@ def prdc(real: Any, fake: Any, k: int = 5) -> dict:
         Features; each side needs more than ``k`` samples.
     k : int
         Neighbourhood size (default 5, as in Naeem et al. 2020).
+    route : {"auto", "exact", "approximate"}
+        Neighbour search (:mod:`~medsynth_explore.metrics.knn`). ``"auto"``
+        is exact unless the sets are large (for example 100,000 x 100,000 at
+        768 dimensions).
+    seed : int
+        Seed of the approximate route's partition.
+    candidates : int
+        Approximate route only: nearest points of the other side examined per
+        ball; a ball holding all of them is measured exactly.
 
     Returns
     -------
@@ -90,8 +99,15 @@ def prdc(real: Any, fake: Any, k: int = 5) -> dict:
     (['coverage', 'density', 'precision', 'recall'], True)
     """
     real, fake = check_pair(real, fake, min_n=k + 1)
-    r_real = knn_radii(real, k, squared=True)
-    r_fake = knn_radii(fake, k, squared=True)
+    if k < 1:
+        raise MetricError(f"k must be at least 1, got {k}.")
+    n = max(len(real), len(fake))
+    chosen = choose_route(n, n, real.shape[1], route)
+    if chosen == "approximate":
+        return _prdc_approximate(real, fake, k, seed, candidates)
+    _note("prdc", n, n, real.shape[1], k, "exact")
+    r_real = cached_radii(real, k)
+    r_fake = cached_radii(fake, k)
     real_sq, fake_sq = (real * real).sum(1), (fake * fake).sum(1)
     in_real_ball = np.zeros(len(fake), bool)
     density_count = np.zeros(len(fake), np.int64)
@@ -110,4 +126,50 @@ def prdc(real: Any, fake: Any, k: int = 5) -> dict:
         "recall": float(recall_hit.mean()),
         "density": float(density_count.sum() / (k * len(fake))),
         "coverage": float(covered.mean()),
+    }
+
+
+def _ball_members(centres: np.ndarray, others: np.ndarray, radii_sq: np.ndarray, candidates: int, seed: int, what: str):
+    """For balls ``B(centres[i], sqrt(radii_sq[i]))``: how many ``others`` each holds, and which others are in any.
+
+    The ``candidates`` nearest others of each centre come from the
+    approximate index; a ball that holds all of them may hold more, so it is
+    measured against every other row exactly (blocked). What can still be
+    missed is an other row the index did not return among a ball's nearest.
+    """
+    m = min(max(candidates, 1), len(others))
+    res = knn(centres, others, m, "approximate", seed, what=what)
+    inside = res.distances**2 < radii_sq[:, None]
+    full = inside[:, -1] if m < len(others) else np.zeros(len(centres), bool)
+    inside[full] = False
+    counts = inside.sum(1)
+    hit = np.zeros(len(others), bool)
+    hit[res.indices[inside]] = True
+    rows = np.flatnonzero(full)
+    if len(rows):
+        _note(what + " (full balls, exact)", len(rows), len(others), others.shape[1], 0, "exact")
+        o64 = others.astype(np.float64)
+        o_sq = (o64 * o64).sum(1)
+        step = _block_rows(len(others))
+        for s in range(0, len(rows), step):
+            r = rows[s : s + step]
+            c64 = centres[r].astype(np.float64)
+            d_in = sq_dists(c64, o64, (c64 * c64).sum(1), o_sq) < radii_sq[r, None]
+            counts[r] = d_in.sum(1)
+            hit |= d_in.any(axis=0)
+    return counts, hit
+
+
+def _prdc_approximate(real: np.ndarray, fake: np.ndarray, k: int, seed: int, candidates: int) -> dict:
+    """PRDC from the balls' members found through the approximate index (see :func:`prdc`)."""
+    real32, fake32 = real.astype(np.float32), fake.astype(np.float32)
+    r_real = self_knn(real32, k, "approximate", seed, what="prdc radii (real)").distances[:, k - 1] ** 2
+    r_fake = self_knn(fake32, k, "approximate", seed, what="prdc radii (synthetic)").distances[:, k - 1] ** 2
+    in_real_balls, fake_hit = _ball_members(real32, fake32, r_real, candidates, seed, "prdc real balls")
+    _, real_hit = _ball_members(fake32, real32, r_fake, candidates, seed, "prdc synthetic balls")
+    return {
+        "precision": float(fake_hit.mean()),
+        "recall": float(real_hit.mean()),
+        "density": float(in_real_balls.sum() / (k * len(fake))),
+        "coverage": float((in_real_balls > 0).mean()),
     }

@@ -1,7 +1,11 @@
 """Memorisation and data-copying checks on features.
 
 All distances are Euclidean nearest-neighbour distances in feature space,
-computed in row blocks (no N x M matrix held whole).
+found by :mod:`medsynth_explore.metrics.knn`: exactly, in row blocks (no
+N x M matrix held whole), or for large sets (``route="auto"``) by the
+approximate index, whose reported distances are exact. The nearest other
+training image of every training image (authenticity) is computed once per
+training set and cached.
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ from scipy.stats import mannwhitneyu
 
 from ..errors import MetricError
 from ._validate import check_features, check_pair
-from .prdc import _block_rows, sq_dists
+from .knn import _block_rows, _note, choose_route, features_hash, knn, memo, self_knn, sq_dists
 
 __all__ = ["nn_distances", "authenticity", "copy_rate", "ct_test", "privacy_report"]
 
 
-def nn_distances(query: Any, reference: Any, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def nn_distances(
+    query: Any, reference: Any, exclude_self: bool = False, route: str = "auto", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance from each query row to its nearest reference row, and that row's index.
 
     With ``exclude_self=True`` (query and reference the same set), a row is not
-    its own neighbour.
+    its own neighbour. ``route`` chooses the neighbour search
+    (:mod:`~medsynth_explore.metrics.knn`); the exact route is the blocked
+    brute force.
 
     Examples
     --------
@@ -33,6 +41,15 @@ def nn_distances(query: Any, reference: Any, exclude_self: bool = False) -> tupl
     q, r = check_pair(query, reference, names=("query", "reference"))
     if exclude_self and len(r) < 2:
         raise MetricError("nearest other neighbour needs at least 2 reference rows.")
+    if exclude_self and len(q) != len(r):
+        raise MetricError(f"exclude_self needs the query and reference to be one set; got {len(q)} and {len(r)} rows.")
+    if choose_route(len(q), len(r), r.shape[1], route) == "approximate":
+        if exclude_self:
+            res = self_knn(r.astype(np.float32), 1, "approximate", seed, what="nearest other (privacy)")
+        else:
+            res = knn(q.astype(np.float32), r.astype(np.float32), 1, "approximate", seed, what="nearest (privacy)")
+        return res.distances[:, 0], res.indices[:, 0]
+    _note("nearest (privacy)", len(q), len(r), r.shape[1], 1, "exact")
     rs = (r * r).sum(1)
     qs = (q * q).sum(1)
     dist = np.empty(len(q))
@@ -49,7 +66,15 @@ def nn_distances(query: Any, reference: Any, exclude_self: bool = False) -> tupl
     return np.sqrt(dist), idx
 
 
-def authenticity(train: Any, synthetic: Any) -> dict:
+def _nearest_other(train: np.ndarray, route: str, seed: int) -> np.ndarray:
+    """Distance of each training row to its nearest other training row, computed once per training set."""
+    if choose_route(len(train), len(train), train.shape[1], route) == "approximate":
+        return nn_distances(train, train, exclude_self=True, route="approximate", seed=seed)[0]
+    key = (features_hash(train), "nearest-other-exact")
+    return memo(key, lambda: nn_distances(train, train, exclude_self=True, route="exact")[0])
+
+
+def authenticity(train: Any, synthetic: Any, route: str = "auto", seed: int = 0) -> dict:
     """Authenticity (Alaa et al. 2022): share of synthetic samples that are not copies.
 
     A synthetic sample ``s`` with nearest training point ``t`` is
@@ -60,7 +85,8 @@ def authenticity(train: Any, synthetic: Any) -> dict:
     -------
     dict
         ``authenticity`` (share authentic), ``unauthentic`` (boolean per
-        synthetic sample), ``nearest_train`` (index per synthetic sample).
+        synthetic sample), ``nearest_train`` (index per synthetic sample) and
+        ``synthetic_to_train`` (its distance).
 
     Examples
     --------
@@ -70,13 +96,13 @@ def authenticity(train: Any, synthetic: Any) -> dict:
     """
     train, synthetic = check_pair(train, synthetic, names=("train", "synthetic"), min_n=1)
     train = check_features(train, "train features", min_n=2)
-    d_syn, j = nn_distances(synthetic, train)
-    d_train, _ = nn_distances(train, train, exclude_self=True)
+    d_syn, j = nn_distances(synthetic, train, route=route, seed=seed)
+    d_train = _nearest_other(train, route, seed)
     unauth = d_syn < d_train[j]
-    return {"authenticity": float(1.0 - unauth.mean()), "unauthentic": unauth, "nearest_train": j}
+    return {"authenticity": float(1.0 - unauth.mean()), "unauthentic": unauth, "nearest_train": j, "synthetic_to_train": d_syn}
 
 
-def copy_rate(train: Any, synthetic: Any, heldout: Any, q: float = 0.01) -> dict:
+def copy_rate(train: Any, synthetic: Any, heldout: Any, q: float = 0.01, route: str = "auto", seed: int = 0) -> dict:
     """Share of synthetic samples closer to a training image than real held-out data usually is.
 
     The threshold is the ``q``-quantile (default 1st percentile) of held-out-to-train
@@ -101,8 +127,8 @@ def copy_rate(train: Any, synthetic: Any, heldout: Any, q: float = 0.01) -> dict
     if not 0.0 < q < 1.0:
         raise MetricError(f"q must lie in (0, 1), got {q}.")
     train = check_features(train, "train features", min_n=1)
-    d_syn, _ = nn_distances(synthetic, train)
-    d_held, _ = nn_distances(heldout, train)
+    d_syn, _ = nn_distances(synthetic, train, route=route, seed=seed)
+    d_held, _ = nn_distances(heldout, train, route=route, seed=seed)
     thr = float(np.quantile(d_held, q))
     return {
         "copy_rate": float((d_syn < thr).mean()),
@@ -169,8 +195,13 @@ def ct_test(train: Any, heldout: Any, synthetic: Any, n_cells: int = 10, min_cou
     return {"ct": float((w * z[used]).sum() / w.sum()), "z": z, "n_heldout": nh, "n_synthetic": ns, "cells_used": int(used.sum())}
 
 
-def privacy_report(train: Any, synthetic: Any, heldout: Any = None, q: float = 0.01, n_cells: int = 10, seed: int = 0) -> dict:
+def privacy_report(
+    train: Any, synthetic: Any, heldout: Any = None, q: float = 0.01, n_cells: int = 10, seed: int = 0, route: str = "auto"
+) -> dict:
     """Scalar privacy summary: authenticity, and with held-out data copy rate and C_T.
+
+    ``route`` chooses the neighbour search of authenticity and the copy rate
+    (:mod:`~medsynth_explore.metrics.knn`).
 
     Examples
     --------
@@ -180,12 +211,11 @@ def privacy_report(train: Any, synthetic: Any, heldout: Any = None, q: float = 0
     ['authenticity', 'median_nn_synthetic_to_train']
     """
     out = {}
-    a = authenticity(train, synthetic)
+    a = authenticity(train, synthetic, route=route, seed=seed)
     out["authenticity"] = a["authenticity"]
-    d_syn, _ = nn_distances(synthetic, train)
-    out["median_nn_synthetic_to_train"] = float(np.median(d_syn))
+    out["median_nn_synthetic_to_train"] = float(np.median(a["synthetic_to_train"]))
     if heldout is not None:
-        c = copy_rate(train, synthetic, heldout, q)
+        c = copy_rate(train, synthetic, heldout, q, route=route, seed=seed)
         out["copy_rate"] = c["copy_rate"]
         out["median_nn_heldout_to_train"] = float(np.median(c["heldout_to_train"]))
         cells = int(max(1, min(n_cells, len(check_features(heldout)) // 20, len(check_features(synthetic)) // 20)))

@@ -28,11 +28,12 @@ declarations, and each subclass writes only ``update`` and ``compute``:
   kernel terms between workers must be computed), so the merged state equals
   the single-pass state.
 * :class:`StreamingPRDC`: the features, the real k-NN radii, and per real
-  sample the nearest synthetic distance (coverage), per synthetic sample the
-  number of real balls holding it (precision, density) -- all updated
-  incrementally for new synthetic samples. Recall needs the synthetic radii,
-  which change with every batch, and is recomputed (chunked) when asked.
-  Adding real samples invalidates the cache, rebuilt at the next ``compute``.
+  sample the nearest synthetic distance (coverage) and the number of
+  synthetic balls holding it (recall), per synthetic sample the number of
+  real balls holding it (precision, density) and its k nearest synthetic
+  distances (its ball, which shrinks as samples arrive) -- all updated
+  incrementally for new synthetic samples. Adding real samples invalidates
+  the cache, rebuilt at the next ``compute``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from ..errors import MetricError
 from ._validate import check_features
 from .fid import _congruence, _cov_from_centred, _psd_factor, _sqrt_trace_sym
 from .kernel import poly_kernel, rbf_kernel
-from .prdc import _block_rows, knn_radii, sq_dists
+from .knn import _block_rows, choose_route, self_knn, sq_dists
+from .prdc import cached_radii
 
 __all__ = ["StreamingMetric", "StreamingFID", "StreamingKID", "StreamingCMMD", "StreamingPRDC"]
 
@@ -538,6 +540,27 @@ class StreamingCMMD(_StreamingMMD):
 class StreamingPRDC(StreamingMetric):
     """Precision, recall, density and coverage updated as synthetic samples stream in.
 
+    Every value is kept incrementally for new synthetic samples, recall
+    included: besides the real radii, per real sample the nearest synthetic
+    distance (coverage) and per synthetic sample the number of real balls
+    holding it (precision, density), the state keeps each synthetic sample's
+    k nearest synthetic distances (its ball, which only shrinks as samples
+    arrive) and per real sample the number of synthetic balls holding it
+    (recall). A batch of B samples costs B x (N_real + M) distances plus
+    N_real distances for each older synthetic sample whose ball it shrank
+    (about k per new sample), instead of the M x M and N_real x M of a
+    recomputation. The values equal :func:`~medsynth_explore.metrics.prdc`
+    on the same features (exact route).
+
+    Parameters
+    ----------
+    k : int
+        Neighbourhood size.
+    route : {"auto", "exact", "approximate"}
+        Neighbour search for the real radii (:mod:`~medsynth_explore.metrics.knn`);
+        they are cached per real set, so a large reference's radii are found
+        once. Synthetic-side distances are always exact.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -550,16 +573,18 @@ class StreamingPRDC(StreamingMetric):
     """
 
     outputs = ("precision", "recall", "density", "coverage")
-    settings = ("k",)
+    settings = ("k", "route")
 
-    def __init__(self, k: int = 5):
+    def __init__(self, k: int = 5, route: str = "auto"):
         self.k = int(k)
+        self.route = str(route)
         super().__init__()
         self.add_state("real_rows", merge="cat")
         self.add_state("fake_rows", merge="cat")
-        # real k-NN radii and squared norms; per real sample the nearest synthetic distance;
-        # per synthetic sample the number of real balls holding it
-        self.add_cache("_r_real", "_real_sq", "_nearest_fake", "_ball_count")
+        # real k-NN radii and squared norms; per real sample the nearest synthetic distance and the number of
+        # synthetic balls holding it; per synthetic sample the number of real balls holding it, its squared norm
+        # and its k nearest synthetic squared distances (inf while fewer than k others exist)
+        self.add_cache("_r_real", "_real_sq", "_nearest_fake", "_ball_count", "_recall_count", "_fake_sq", "_fake_knn")
 
     @property
     def real(self) -> np.ndarray:
@@ -572,7 +597,7 @@ class StreamingPRDC(StreamingMetric):
         return self.fake_rows.rows
 
     def update(self, features: Any, real: bool) -> None:
-        """Add a batch; synthetic batches update coverage, precision and density in place."""
+        """Add a batch; synthetic batches update all four values in place."""
         x = self._check(features)
         if real:
             self.real_rows.append(x)
@@ -586,23 +611,56 @@ class StreamingPRDC(StreamingMetric):
     def _rebuild(self) -> None:
         if len(self.real) <= self.k:
             raise MetricError(f"PRDC needs more than k={self.k} real samples, got {len(self.real)}.")
-        self._r_real = knn_radii(self.real, self.k, squared=True)
+        if choose_route(len(self.real), len(self.real), self.real.shape[1], self.route) == "approximate":
+            res = self_knn(self.real.astype(np.float32), self.k, "approximate", what="streaming prdc radii (real)")
+            self._r_real = res.distances[:, self.k - 1] ** 2
+        else:
+            self._r_real = cached_radii(self.real, self.k)
         self._real_sq = (self.real * self.real).sum(1)
         self._nearest_fake = np.full(len(self.real), np.inf)
+        self._recall_count = np.zeros(len(self.real), np.int64)
         self._ball_count = np.zeros(0, np.int64)
+        self._fake_sq = np.zeros(0)
+        self._fake_knn = np.zeros((0, self.k))
         if self.fake.size:
             self._absorb(0)
 
     def _absorb(self, start: int) -> None:
-        new = self.fake[start:]
+        """Take synthetic rows ``start:`` into every kept count."""
+        k, fake = self.k, self.fake
+        new = fake[start:]
         new_sq = (new * new).sum(1)
+        fake_sq = np.concatenate([self._fake_sq, new_sq])
+        # 1. synthetic balls: the new rows' k nearest others, and older rows whose ball a new row shrinks
+        knn_d = np.concatenate([self._fake_knn, np.full((len(new), k), np.inf)])
+        before = knn_d[:start, k - 1].copy()
+        step = _block_rows(len(fake))
+        for s in range(0, len(new), step):
+            d = sq_dists(new[s : s + step], fake, new_sq[s : s + step], fake_sq)
+            rows = np.arange(len(d))
+            d[rows, start + s + rows] = np.inf  # not its own neighbour
+            both = np.concatenate([knn_d[start + s : start + s + len(d)], d], axis=1)
+            knn_d[start + s : start + s + len(d)] = np.sort(np.partition(both, k - 1, axis=1)[:, :k], axis=1)
+            if start:
+                old = np.concatenate([knn_d[:start], d[:, :start].T], axis=1)
+                knn_d[:start] = np.sort(np.partition(old, k - 1, axis=1)[:, :k], axis=1)
+        r_fake = knn_d[:, k - 1]
+        shrunk = np.flatnonzero(r_fake[:start] < before)
+        # 2. real x new rows: nearest synthetic (coverage), real balls (precision, density), new balls (recall)
         counts = np.zeros(len(new), np.int64)
-        step = _block_rows(len(new))
+        step = _block_rows(len(new) + len(shrunk))
         for s in range(0, len(self.real), step):
-            d = sq_dists(self.real[s : s + step], new, self._real_sq[s : s + step], new_sq)
-            np.minimum(self._nearest_fake[s : s + step], d.min(1), out=self._nearest_fake[s : s + step])
-            counts += (d < self._r_real[s : s + step, None]).sum(0)
+            sl = slice(s, s + step)
+            d = sq_dists(self.real[sl], new, self._real_sq[sl], new_sq)
+            np.minimum(self._nearest_fake[sl], d.min(1), out=self._nearest_fake[sl])
+            counts += (d < self._r_real[sl, None]).sum(0)
+            self._recall_count[sl] += (d < r_fake[None, start:]).sum(1)
+            if len(shrunk):  # 3. older balls that shrank: count them again
+                d_old = sq_dists(self.real[sl], fake[shrunk], self._real_sq[sl], fake_sq[shrunk])
+                self._recall_count[sl] -= (d_old < before[shrunk][None, :]).sum(1)
+                self._recall_count[sl] += (d_old < r_fake[None, shrunk]).sum(1)
         self._ball_count = np.concatenate([self._ball_count, counts])
+        self._fake_sq, self._fake_knn = fake_sq, knn_d
 
     def coverage(self) -> float:
         """Share of real samples whose k-NN ball holds a synthetic sample (incremental)."""
@@ -613,7 +671,7 @@ class StreamingPRDC(StreamingMetric):
         return float((self._nearest_fake < self._r_real).mean())
 
     def compute(self, recall: bool = True) -> dict:
-        """All four values; ``recall=False`` skips the one that is not incremental."""
+        """All four values from the kept counts; ``recall=False`` leaves recall out."""
         cov = self.coverage()
         out = {
             "precision": float((self._ball_count > 0).mean()),
@@ -623,12 +681,5 @@ class StreamingPRDC(StreamingMetric):
         if recall:
             if len(self.fake) <= self.k:
                 raise MetricError(f"recall needs more than k={self.k} synthetic samples, got {len(self.fake)}.")
-            r_fake = knn_radii(self.fake, self.k, squared=True)
-            fake_sq = (self.fake * self.fake).sum(1)
-            hit = np.empty(len(self.real), bool)
-            step = _block_rows(len(self.fake))
-            for s in range(0, len(self.real), step):
-                d = sq_dists(self.real[s : s + step], self.fake, self._real_sq[s : s + step], fake_sq)
-                hit[s : s + step] = (d < r_fake[None, :]).any(1)
-            out["recall"] = float(hit.mean())
+            out["recall"] = float((self._recall_count > 0).mean())
         return {k: out[k] for k in ("precision", "recall", "density", "coverage") if k in out}
