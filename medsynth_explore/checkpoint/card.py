@@ -20,7 +20,7 @@ from ..errors import CheckpointError
 __all__ = ["FAMILIES", "CARD_FIELDS", "new_card", "validate_card", "format_card", "machine_description", "weights_summary"]
 
 #: Model families a card may declare.
-FAMILIES = ("vae", "gan", "diffusion", "physics", "clip", "classifier")
+FAMILIES = ("vae", "gan", "diffusion", "physics", "clip", "classifier", "segmenter")
 
 #: Standard card fields and their defaults (filled in by :func:`validate_card`).
 CARD_FIELDS: dict[str, Any] = {
@@ -64,7 +64,7 @@ def new_card(name: str, family: str, architecture: Mapping[str, Any], **fields: 
     ----------
     name : str
         Short model name, e.g. ``"phantomcxr-vae"``.
-    family : {"vae", "gan", "diffusion", "physics", "clip", "classifier"}
+    family : {"vae", "gan", "diffusion", "physics", "clip", "classifier", "segmenter"}
         Model family; decides which class :func:`medsynth_explore.load_generator` builds.
     architecture : mapping
         Constructor arguments that rebuild the network (JSON-serialisable).

@@ -126,6 +126,8 @@ class PrivacyPanel(BasePanel):
     summary : ipywidgets.HTML
     pairs : ipywidgets.GridBox
         Synthetic image | nearest training image, with the distance.
+    membership : MembershipPanel
+        The membership-inference attack (AUC, TPR at 1% FPR, ROC curve).
     result : dict or None
         The last :meth:`Session.privacy` result, with ``generator`` and
         ``synthetic`` (the samples its indices refer to) added.
@@ -154,6 +156,9 @@ class PrivacyPanel(BasePanel):
         self.source = W.HTML()
         self.summary = W.HTML()
         self.pairs = W.GridBox(layout=W.Layout(grid_template_columns="repeat(4, 250px)", grid_gap="8px"))
+        from .membership import MembershipPanel
+
+        self.membership = MembershipPanel(session, self.runner)  # its own lane: runs beside the distance histograms
         self.figure = go.FigureWidget()
         self.figure.update_layout(
             height=360,
@@ -181,6 +186,8 @@ class PrivacyPanel(BasePanel):
             self.figure,
             W.HTML("<b>Closest pairs</b> <span class='msx-caption'>(left: synthetic, right: its nearest training image)</span>"),
             self.pairs,
+            W.HTML("<hr><b>Membership inference</b>"),
+            self.membership,
         ]
 
     def compute(self):
@@ -244,8 +251,8 @@ class PrivacyPanel(BasePanel):
             self.figure.data = []
             self.figure.layout.shapes = []
             self.figure.layout.annotations = []
-            self.figure.add_histogram(
-                x=hold,
+            self.figure.add_histogram(  # plain lists: the notebook's plotly drops figures holding typed arrays
+                x=hold.tolist(),
                 name=f"held-out → train (n={hold.size})",
                 histnorm="probability",
                 xbins=bins,
@@ -253,7 +260,7 @@ class PrivacyPanel(BasePanel):
                 opacity=0.6,
             )
             self.figure.add_histogram(
-                x=syn,
+                x=syn.tolist(),
                 name=f"synthetic ({html.escape(str(res['generator']))}) → train (n={syn.size})",
                 histnorm="probability",
                 xbins=bins,
