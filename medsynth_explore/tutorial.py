@@ -4,7 +4,9 @@ The tutorials in ``notebooks/`` import these instead of defining them in a
 cell, so that they are linted, doctested and covered by
 ``tests/test_tutorial_helpers.py``. Each one is a few lines on top of the
 package's core (the PhantomCXR simulator, the encoders, the metrics) plus numpy,
-pandas and scikit-learn; none imports ipywidgets or plotly. In a notebook,
+pandas and scikit-learn; none imports ipywidgets or plotly. The pictures
+(:func:`forest_plot`, :func:`distance_histogram`, :func:`nearest_pairs`) are
+SVG or HTML objects that display themselves in a notebook. In a notebook,
 ``helper??`` shows the source.
 
 Examples
@@ -27,7 +29,16 @@ from .errors import DataError, MetricError
 from .metrics import fid, kid, prdc
 from .phantom import Population, render, sample_patients
 
-__all__ = ["chest_tube_cohort", "fit_logistic", "lower_zone_contrast", "metric_table", "per_group_auroc"]
+__all__ = [
+    "chest_tube_cohort",
+    "distance_histogram",
+    "fit_logistic",
+    "forest_plot",
+    "lower_zone_contrast",
+    "metric_table",
+    "nearest_pairs",
+    "per_group_auroc",
+]
 
 
 def _images(x: Any, name: str) -> np.ndarray:
@@ -255,3 +266,160 @@ def metric_table(
             "coverage": res["coverage"],
         }
     return pd.DataFrame(rows).T
+
+
+def forest_plot(
+    results: Mapping[str, pd.DataFrame] | pd.DataFrame,
+    value: str = "AUROC",
+    title: str | None = None,
+    higher_is_better: bool | None = True,
+):
+    """A forest plot of per-group values with intervals, e.g. :func:`per_group_auroc` before and after a change.
+
+    Parameters
+    ----------
+    results : DataFrame, or mapping name -> DataFrame
+        Each frame indexed by group with columns ``value`` (default
+        ``"AUROC"``), ``low``, ``high`` and optionally ``n``, as
+        :func:`per_group_auroc` returns. Several frames (e.g. ``{"before":
+        ..., "after": ...}``) are drawn as series, each group's lines together.
+    value : str
+        The column holding the values.
+    title : str, optional
+        Chart title (default: ``value`` by group with the interval level).
+    higher_is_better : bool or None
+        With a single table, marks the worst group in red (None: no marking);
+        with several, colours tell the tables apart.
+
+    Returns
+    -------
+    SVG
+        Displays itself in a notebook; ``.text`` is the SVG, ``.save(path)`` writes it.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"AUROC": [0.7, 0.9], "low": [0.6, 0.85], "high": [0.8, 0.95], "n": [40, 60]},
+    ...                  index=["group", "everyone else"])
+    >>> svg = forest_plot({"before": t, "after": t + 0.02})
+    >>> svg.text.count("class='point'")
+    4
+    """
+    from .charts import SVG, forest_svg
+
+    frames = {"": results} if isinstance(results, pd.DataFrame) else dict(results)
+    if not frames:
+        raise MetricError("forest_plot needs at least one table of results.")
+    rows = []
+    for name, df in frames.items():
+        missing = [c for c in (value, "low", "high") if c not in df.columns]
+        if missing:
+            raise MetricError(f"the table {name!r} lacks columns {missing}; it has {list(df.columns)}.")
+        for group, r in df.iterrows():
+            n = r["n"] if "n" in df.columns else None
+            rows.append({"label": str(group), "value": r[value], "low": r["low"], "high": r["high"], "n": n, "series": name})
+    text = forest_svg(
+        rows,
+        title=title if title is not None else f"{value} by group, with 95% bootstrap intervals",
+        higher_is_better=higher_is_better,
+        series=list(frames),
+        width=640,
+    )
+    return SVG(text)
+
+
+def distance_histogram(distances: Mapping[str, Any], threshold: float | None = None, bins: int = 30, title: str = ""):
+    """Overlaid histograms of nearest-neighbour distances (each a share of its own set), with a threshold line.
+
+    Parameters
+    ----------
+    distances : mapping name -> array (N,)
+        E.g. ``{"held-out real": d_held, "copier": d_copy}``, from :func:`medsynth_explore.metrics.nn_distances`.
+    threshold : float, optional
+        Drawn as a dashed line (e.g. the copy rate's threshold).
+    bins : int
+        Bins over [0, the largest distance].
+
+    Returns
+    -------
+    SVG
+
+    Examples
+    --------
+    >>> svg = distance_histogram({"a": np.array([0.1, 0.2]), "b": np.array([0.5, 0.6])}, threshold=0.15)
+    >>> svg.text.count("<path")
+    2
+    """
+    from .charts import SVG, histogram_svg
+
+    arrays = {k: np.asarray(v, float).reshape(-1) for k, v in distances.items()}
+    if not arrays or any(not len(a) or not np.isfinite(a).all() for a in arrays.values()):
+        raise MetricError("distance_histogram needs one or more non-empty arrays of finite distances.")
+    top = max(float(a.max()) for a in arrays.values()) or 1.0
+    edges = np.linspace(0.0, top, int(bins) + 1)
+    counts = {k: np.histogram(a, edges)[0] for k, a in arrays.items()}
+    label = "threshold" if threshold is not None else ""
+    return SVG(
+        histogram_svg(
+            edges, counts, title=title, marker=threshold, marker_label=label, xlabel="distance to the nearest training image"
+        )
+    )
+
+
+def nearest_pairs(
+    images: Any,
+    train_images: Any,
+    features: Any,
+    train_features: Any,
+    k: int = 6,
+    threshold: float | None = None,
+    title: str | None = None,
+):
+    """The ``k`` images closest to a training image, each beside that training image, with the distance.
+
+    Parameters
+    ----------
+    images, train_images : array (N, C, H, W) or ImageSet
+        The images to check (e.g. synthetic) and the training images.
+    features, train_features : array (N, D)
+        Their features (row for row), in which the distance is measured.
+    k : int
+        Pairs shown, closest first.
+    threshold : float, optional
+        Pairs nearer than this are marked "below threshold" (e.g. the copy rate's threshold).
+    title : str, optional
+        A line above the pairs.
+
+    Returns
+    -------
+    Gallery
+        Displays itself; ``.groups`` lists ``(caption, [query row, training row])`` per pair.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((5, 1, 8, 8)).astype(np.float32)
+    >>> g = nearest_pairs(x[:2], x, x[:2].reshape(2, -1), x.reshape(5, -1), k=2)
+    >>> sorted(p.tolist() for _, p in g.groups)  # each image is its own nearest training image
+    [[0, 0], [1, 1]]
+    """
+    import html
+
+    from .data.display import STYLE, Gallery, grid_html
+    from .metrics.privacy import nn_distances
+
+    q, t = _images(images, "images"), _images(train_images, "train_images")
+    d, j = nn_distances(features, train_features)
+    if len(d) != len(q) or len(train_features) != len(t):
+        raise DataError("features must have one row per image on each side.")
+    order = np.argsort(d, kind="stable")[: max(0, int(k))]
+    cells, groups = [], []
+    for i in order:
+        flag = " · below threshold" if threshold is not None and d[i] < threshold else ""
+        caption = f"distance {d[i]:.3g}{flag}"
+        cells.append(
+            "<div style='display:inline-block;margin:0 14px 8px 0;vertical-align:top'>"
+            + grid_html(np.stack([q[i], t[j[i]]]), [f"#{i}", f"training #{j[i]}"], width=80, style=False)
+            + f"<div style='font-size:12px'>{caption}</div></div>"
+        )
+        groups.append((caption, np.array([int(i), int(j[i])])))
+    head = f"<div class='msx-group'>{html.escape(title)}</div>" if title else ""
+    return Gallery(groups=groups, html=f"{STYLE}<div class='msx-gallery'>{head}{''.join(cells)}</div>")

@@ -42,16 +42,26 @@ print(ref.images.shape, ref.images.dtype)
 print(ref.metadata[["cardiomegaly", "nodule", "effusion", "pneumothorax"]].mean().round(3).to_string())
 
 # %% [markdown]
-# Draw 64 images from the active generator (the same `seed` always gives the same
-# images) and ask the session for the distribution metrics. FID and KID are distances
-# (lower is better); precision, recall, density and coverage are shares (higher is
-# better). Their values depend on the feature encoder: the domain CLIP when it is
-# installed, otherwise downsampled pixels (tutorial 04 explains this).
+# Draw 200 images from the active generator (the same `seed` always gives the same
+# images). An `ImageSet` shows itself as a grid of its first images with their labels;
+# `samples[:8]` is a set of eight.
 
 # %%
-samples = app.session.generate(64, seed=0)
-print(app.session.encoder.id)
-{k: round(v, 3) for k, v in app.session.metrics().items()}
+samples = app.session.generate(200, seed=0)
+samples[:8]
+
+# %% [markdown]
+# Now the distribution metrics, as the *Live metrics* tab shows them (the session
+# keeps running statistics, so this is instant). FID and KID are distances (lower is
+# better); precision, recall, density and coverage are shares (higher is better).
+# Their values depend on the feature encoder: the domain CLIP when it is installed
+# (128 numbers per image), otherwise downsampled pixels (tutorial 04 explains this).
+# The 200 reference and 200 synthetic images are more than the encoder has
+# dimensions, as FID needs (tutorial 04 shows what happens with fewer).
+
+# %%
+print(app.session.encoder.id, app.session.encoder.dim)
+{k: round(v, 3) for k, v in app.session.live_metrics().items()}
 
 # %% [markdown]
 # ## Try this

@@ -11,7 +11,6 @@
 
 # %%
 import numpy as np
-import plotly.express as px
 
 import medsynth_explore as mse
 from medsynth_explore.phantom import Population, render, sample_patients
@@ -37,14 +36,19 @@ print({k: int(v.sum()) for k, v in masks.items()})
 # ## Remove a lesion
 #
 # Mask the nodule (grown by two pixels so its edge is included) and inpaint with no
-# findings. Outside the mask the image must stay *exactly* the same.
+# findings. Outside the mask the image must stay *exactly* the same. The images go in as
+# an `ImageSet` with the patient table as metadata, so the simulator re-renders *these*
+# patients (same anatomy, build and site) inside the mask; from a bare array it would
+# have to invent new patients, and their tissue would show as a patch.
 
 # %%
 from scipy.ndimage import binary_dilation
 
+from medsynth_explore.data import ImageSet
+
 mask = np.stack([binary_dilation(m, iterations=2) for m in masks["nodule"]])[:, None].astype(np.float32)
-removed = gen.inpaint(images, mask, conditions={"findings": []}, seed=1)
-added = gen.inpaint(removed.images, mask, conditions={"findings": ["nodule"]}, seed=1)
+removed = gen.inpaint(ImageSet(images, with_nodule), mask, conditions={"findings": []}, seed=1)
+added = gen.inpaint(removed, mask, conditions={"findings": ["nodule"]}, seed=1)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -53,10 +57,21 @@ print("outside the mask unchanged:", bool((removed.images[keep] == images[keep])
 inside = mask == 1
 print(f"mean change inside the mask: {np.abs(removed.images - images)[inside].mean():.3f}")
 
+# %% [markdown]
+# Look at each patient: the original with its nodule, the nodule removed, the
+# difference (blue: darker, red: brighter, white: unchanged; zero outside the mask) and
+# a nodule inpainted back into the emptied region. The mask column shows in white the
+# region that was allowed to change.
+
 # %%
-fig = px.imshow(np.concatenate([images[:, 0], removed.images[:, 0], added.images[:, 0]], axis=2),
-                facet_col=0, facet_col_wrap=2, binary_string=True, title="with nodule | removed | added back")
-fig.show()
+from medsynth_explore.data.display import image_table, png_bytes
+
+diff = removed.images - images
+scale = float(np.abs(diff).max()) or 1.0
+image_table({f"patient {i}": {"with nodule": images[i : i + 1], "mask": mask[i : i + 1],
+                              "removed": removed.images[i : i + 1],
+                              "removed − original": [png_bytes(diff[i] / scale, cmap="diverging")],
+                              "added back": added.images[i : i + 1]} for i in range(len(images))}, width=110)
 
 # %% [markdown]
 # ## A shortcut stress test
@@ -109,6 +124,18 @@ p_cf = model.predict_proba(enc.encode(cf_images))[:, 1]
 changed = np.abs(cf_images - test_images)[treated.to_numpy()] > 1e-3
 print(f"patients: {int(treated.sum())}, pixels changed: {np.mean(changed):.3f}")
 print(f"mean P(pneumothorax) with tube {p[treated].mean():.2f} -> tube removed {p_cf[treated].mean():.2f}")
+
+# %% [markdown]
+# The same three treated patients with their tube and re-rendered without it, and the
+# difference: only the tube's pixels change, yet the predicted probability drops.
+
+# %%
+rows = np.flatnonzero(treated.to_numpy())[:3]
+tube_diff = cf_images - test_images
+tscale = float(np.abs(tube_diff[rows]).max()) or 1.0
+image_table({f"patient {r}: P {p[r]:.2f} → {p_cf[r]:.2f}": {
+    "with tube": test_images[r : r + 1], "tube removed": cf_images[r : r + 1],
+    "difference": [png_bytes(tube_diff[r] / tscale, cmap="diverging")]} for r in rows}, width=110)
 
 # %% [markdown]
 # A drop in probability after removing only the tube means the model relies on it.

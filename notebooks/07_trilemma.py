@@ -32,11 +32,23 @@ result.round(3)
 # %% [markdown]
 # Read the table: `images_per_s` is speed (higher is faster), `fid` and `precision`
 # are quality, `recall` and `coverage` diversity. With 48 images the intervals are wide;
-# the ordering matters more than the third digit.
+# the ordering matters more than the third digit. FID warns above: 48 images in the 256
+# dimensions of these pixel features is the rank-deficient case of tutorial 04, so its
+# values are inflated and only comparable with each other (same N, same encoder).
 
 # %%
 px.scatter(result, x="images_per_s", y="coverage", size="precision", color="generator", log_x=True,
            hover_data=["fid", "recall"], title="speed vs diversity (marker size: precision)").show()
+
+# %% [markdown]
+# Numbers summarise; look at the images behind them too. Six samples of each generator
+# with the same seed: sharpness (quality) and how different the six are (diversity).
+
+# %%
+from medsynth_explore.data.display import image_table
+
+image_table({name: {"6 samples, seed 0": session.generators[name].sample(6, seed=0).images} for name in names},
+            corner="generator", width=88)
 
 # %% [markdown]
 # ## Try this

@@ -128,3 +128,118 @@ def test_package_attribute_evaluate_is_callable_even_after_submodule_import():
     x = np.random.default_rng(0).normal(size=(30, 3))
     rep = medsynth_explore.evaluate(x, x + 1.0, metrics=["fid"], n_boot=0)
     assert rep.value("fid") == pytest.approx(3.0, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- the evidence a report carries
+def _png_array(b64):
+    import base64
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def test_report_carries_thumbnails_of_both_sides_and_keeps_them_through_json(tmp_path):
+    from medsynth_explore.data.display import thumbnail
+
+    real, syn = _set(60, 0), _set(50, 1)
+    rep = evaluate(real, syn, encoder="pixels", metrics=["coverage"], n_boot=0, thumbnails=5, seed=3)
+    ev = rep.evidence["samples"]
+    assert ev["real"]["n"] == 60 and ev["synthetic"]["n"] == 50
+    for side, s in (("real", real), ("synthetic", syn)):
+        shown = ev[side]["shown"]
+        rows = [x["index"] for x in shown]
+        assert len(rows) == 5 and rows == sorted(set(rows)) and all(0 <= r < len(s) for r in rows)
+        for x in shown:  # each thumbnail is that row's image
+            assert np.array_equal(_png_array(x["png"]), thumbnail(s.images[x["index"]], max_side=128))
+            assert x["caption"].startswith(f"#{x['index']} · {s.metadata['sex'][x['index']]}")
+    again = evaluate(real, syn, encoder="pixels", metrics=["coverage"], n_boot=0, thumbnails=5, seed=3)
+    assert again.evidence == rep.evidence  # seeded
+    back = Report.from_json(rep.to_json(tmp_path / "r.json"))
+    assert back.evidence == rep.evidence
+    none = evaluate(real, syn, encoder="pixels", metrics=["coverage"], n_boot=0, thumbnails=0)
+    assert none.evidence["samples"]["real"]["shown"] == [] and none.evidence["samples"]["real"]["given"]
+
+
+def test_evaluate_reads_only_the_rows_it_shows():
+    seen = []
+
+    class Counting(ImageSet):
+        def read(self, index, *args, **kwargs):
+            seen.append(len(np.asarray(index)))
+            return np.asarray(super().subset(index).images)
+
+    s = _set(80, 0)
+    evaluate(
+        Counting(s.images, s.metadata, s.provenance), _set(40, 1), encoder="pixels", metrics=["coverage"], n_boot=0, cache=False
+    )
+    assert seen == [8]
+
+
+def test_privacy_evidence_pairs_the_closest_copies_with_their_training_images():
+    rng = np.random.default_rng(0)
+    train, held = _set(120, 2), _set(100, 3)
+    pick = rng.integers(0, 120, 60)
+    copies = ImageSet(
+        np.clip(train.images[pick] + rng.normal(0, 0.002, train.images[pick].shape), 0, 1).astype(np.float32),
+        train.metadata.iloc[pick].reset_index(drop=True),
+    )
+    rep = evaluate(held, copies, encoder="pixels", metrics=["copy_rate", "coverage"], train=train, n_boot=0)
+    pv = rep.evidence["privacy"]
+    enc = PixelEncoder()
+    d, j = M.nn_distances(enc.encode(copies), enc.encode(train))
+    d_held, _ = M.nn_distances(enc.encode(held), enc.encode(train))
+    assert pv["threshold"] == pytest.approx(np.quantile(d_held, 0.01))
+    assert pv["n_below"] / pv["n_synthetic"] == pytest.approx(rep.value("copy_rate"))  # the same threshold as the metric
+    assert sum(pv["histogram"]["synthetic_to_train"]) == 60 and sum(pv["histogram"]["heldout_to_train"]) == 100
+    pairs = pv["pairs"]
+    assert len(pairs) == 6 and [p["distance"] for p in pairs] == sorted(p["distance"] for p in pairs)
+    for p in pairs:
+        i = p["synthetic_index"]
+        assert p["train_index"] == j[i] == pick[i] and p["distance"] == pytest.approx(d[i])
+        assert p["below_threshold"] and p["synthetic_png"] and p["train_png"]
+        assert np.abs(_png_array(p["synthetic_png"]).astype(int) - _png_array(p["train_png"]).astype(int)).max() <= 2
+    # no privacy metric asked for: no privacy evidence
+    assert evaluate(held, copies, encoder="pixels", metrics=["coverage"], train=train, n_boot=0).evidence["privacy"] is None
+
+
+def test_feature_inputs_have_no_pictures_but_keep_the_distances():
+    rng = np.random.default_rng(0)
+    x, y, t = rng.normal(size=(60, 4)), rng.normal(size=(50, 4)), rng.normal(size=(70, 4))
+    rep = evaluate(x, y, metrics=["copy_rate"], train=t, n_boot=0)
+    ev = rep.evidence
+    assert not ev["samples"]["real"]["given"] and ev["samples"]["real"]["shown"] == []
+    assert not ev["privacy"]["images"] and len(ev["privacy"]["pairs"]) == 6
+    assert all(p["synthetic_png"] is None for p in ev["privacy"]["pairs"])
+    html = rep._repr_html_()
+    assert "given as feature arrays" in html and "<img" not in html
+
+
+@pytest.mark.filterwarnings("ignore:.*distinct warning:RuntimeWarning")
+def test_html_report_shows_samples_charts_and_pairs(tmp_path):
+    train = _set(100, 2)
+    rep = evaluate(_set(80, 0), _set(80, 1), encoder="pixels", by="sex", train=train, n_boot=3, thumbnails=4)
+    page = rep.to_html(tmp_path / "r.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 + 4 + 2 * 6
+    assert page.count("class='msx-chart'") == len(rep.metrics)
+    assert page.count("<svg") == len(rep.metrics) + 1  # a chart per metric and the distance histogram
+    assert "<details><summary>Provenance" in page and "sex=F" in page and "<table" in page
+    assert "whole sets only" in page  # C_T has no per-group values, and says why
+    assert "all  (n=80/80)" in page  # real/synthetic images behind each line
+    assert "src='http" not in page and "href='http" not in page and "<script" not in page
+
+
+def test_by_takes_a_string_or_a_list_and_prdc_is_the_four_values():
+    from medsynth_explore.metrics import list_metrics
+
+    real, syn = _set(60, 0), _set(60, 1)
+    one = evaluate(real, syn, encoder="pixels", metrics=["prdc"], by="sex", n_boot=0, thumbnails=0)
+    many = evaluate(real, syn, encoder="pixels", metrics=["prdc"], by=["sex"], n_boot=0, thumbnails=0)
+    pd.testing.assert_frame_equal(one.table, many.table)
+    assert one.metrics == ["precision", "recall", "density", "coverage"]
+    assert set(one.table["group"]) == {"all", "sex=F", "sex=M"} and one.provenance["by"] == ["sex"]
+    direct = M.prdc(PixelEncoder().encode(real), PixelEncoder().encode(syn))
+    assert {m: one.value(m) for m in one.metrics} == pytest.approx({m: direct[m] for m in one.metrics})
+    listed = list_metrics().set_index("name")
+    assert (listed.loc[["precision", "recall", "density", "coverage"], "metric"] == "prdc").all()

@@ -181,3 +181,49 @@ def test_metric_table_accepts_image_sets():
     a = metric_table(enc, Set(real), {"x": Set(other)}, n=60, kid_subsets=3, kid_subset_size=30)
     b = metric_table(enc, real, {"x": other}, n=60, kid_subsets=3, kid_subset_size=30)
     pd.testing.assert_frame_equal(a, b)
+
+
+# ---------------------------------------------------------------- pictures: forest plot, distance histogram, nearest pairs
+def test_forest_plot_draws_each_group_of_each_table_with_its_interval():
+    import re
+
+    from medsynth_explore.tutorial import forest_plot
+
+    y = np.tile([0, 1], 60)
+    p = np.random.default_rng(0).random(120) * 0.6 + y * 0.3
+    g = np.arange(120) < 40
+    before = per_group_auroc(y, p, g, n_boot=50)
+    after = per_group_auroc(y, p + y * 0.1, g, n_boot=50)
+    svg = forest_plot({"before": before, "after": after}).text
+    assert svg.count("<circle class='point'") == 4 and svg.count("<line class='ci'") == 4
+    for name, t in (("before", before), ("after", after)):
+        for group, r in t.iterrows():
+            tip = f"{group} · {name}: {r.AUROC:.3g} [{r.low:.3g}, {r.high:.3g}]"
+            assert tip in svg, tip
+    assert "group  (n=40)" in svg and "everyone else  (n=80)" in svg
+    # two series: colour tells them apart (no worst-group red); one table: the worst group is red
+    assert "#E45756" not in svg
+    assert len(re.findall("fill='#E45756'", forest_plot(before).text)) == 2  # its point and its text
+    with pytest.raises(MetricError, match="lacks columns"):
+        forest_plot(before.drop(columns="low"))
+
+
+def test_distance_histogram_and_nearest_pairs_show_the_copies():
+    from medsynth_explore.tutorial import distance_histogram, nearest_pairs
+
+    rng = np.random.default_rng(0)
+    train = rng.random((30, 1, 8, 8)).astype(np.float32)
+    copies = np.clip(train[[3, 7, 11]] + 0.001, 0, 1).astype(np.float32)
+    fresh = rng.random((5, 1, 8, 8)).astype(np.float32)
+    query = np.concatenate([fresh, copies])
+    f_q, f_t = query.reshape(len(query), -1), train.reshape(30, -1)
+    g = nearest_pairs(query, train, f_q, f_t, k=3, threshold=0.1, title="closest")
+    assert sorted(p.tolist() for _, p in g.groups) == [[5, 3], [6, 7], [7, 11]]
+    assert g.html.count("<img") == 6 and g.html.count("below threshold") == 3 and "closest" in g.html
+    d, _ = M.nn_distances(f_q, f_t)
+    svg = distance_histogram({"fresh": d[:5], "copies": d[5:]}, threshold=0.1).text
+    assert svg.count("<path") == 2 and "threshold" in svg
+    with pytest.raises(MetricError):
+        distance_histogram({"empty": np.array([])})
+    with pytest.raises(DataError, match="one row per image"):
+        nearest_pairs(query[:2], train, f_q, f_t)
