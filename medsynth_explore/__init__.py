@@ -45,11 +45,14 @@ _LAZY = {
     "evaluate": "medsynth_explore.evaluate",  # callable: mse.evaluate(...) runs evaluate.evaluate
     "get_encoder": "medsynth_explore.features:get_encoder",
     "explore": "medsynth_explore.widgets:explore",
+    "Embedding": "medsynth_explore.session:Embedding",  # the UMAP map: fitted on reference features, .place(name, features)
     "export": "medsynth_explore.export",  # callable: mse.export(...) runs export.export
+    "stress_test": "medsynth_explore.stress:stress_test",
 }
 
 # subpackages and modules reachable as attributes (mse.phantom.simulate(...)), imported on first access
 _SUBMODULES = (
+    "anatomy",
     "checkpoint",
     "data",
     "errors",
@@ -60,9 +63,11 @@ _SUBMODULES = (
     "jobs",
     "metrics",
     "phantom",
+    "provenance",
     "scale",
     "session",
     "shards",
+    "stress",
     "turing",
     "widgets",
 )

@@ -132,6 +132,7 @@ TRAINERS = {
     "diffusion": "medsynth_explore.generators.diffusion:train_diffusion",
     "clip": "medsynth_explore.features.domain_clip:train_clip",
     "classifier": "medsynth_explore.features.reference_classifier:train_reference_classifier",
+    "segmenter": "medsynth_explore.anatomy.training:train_segmenter",
 }
 
 
@@ -157,7 +158,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, help="training epochs (vae, gan, clip, classifier)")
+    p.add_argument("--epochs", type=int, help="training epochs (vae, gan, clip, classifier, segmenter)")
     p.add_argument("--batch-size", type=int, help="images per training step (default: the trainer's own)")
     p.add_argument(
         "--minutes",
@@ -284,23 +285,51 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", help="comma-separated metadata columns for per-subgroup results, e.g. sex,age_group")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="report file (.json; an .html twin is written too)")
+    p.add_argument(
+        "--layout", help="layout of the real data when it cannot be told from the files: chexpert, mimic-cxr-jpg, nih-cxr14, ..."
+    )
+    p.add_argument("--size", type=int, help="resize every image of the real and training data on load (pixels, square)")
+    p.add_argument("--aspect", choices=["crop", "pad", "stretch"], default="crop", help="how --size treats other aspect ratios")
+    p.add_argument(
+        "--on-error", choices=["raise", "skip"], default="raise", help="unreadable real image files: stop, or leave them out"
+    )
+    p.add_argument("--uncertain", choices=["ignore", "ones", "zeros"], default="ignore", help="CheXpert / MIMIC uncertain labels")
+
+
+def _load_side(source: str, a: argparse.Namespace, real: bool):
+    """A data set for ``medsynth evaluate``: folders come back file-backed when large and stream through the encoder."""
+    from .data import load_dataset
+    from .data.registry import is_registered
+
+    if is_registered(source) or not real:
+        return load_dataset(source)
+    kwargs: dict = {"on_error": a.on_error}
+    if a.size is not None:
+        kwargs.update(size=a.size, aspect=a.aspect)
+    if a.layout:
+        kwargs["layout"] = a.layout
+    if a.uncertain != "ignore":
+        kwargs["uncertain"] = a.uncertain
+    return load_dataset(source, **kwargs)
 
 
 @_evaluate_args.register
 def _evaluate(a: argparse.Namespace) -> int:
-    from .data import load_dataset
     from .evaluate import evaluate
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    real = _load_side(a.real, a, real=True)
     report = evaluate(
-        load_dataset(a.real),
-        load_dataset(a.synthetic),
+        real,
+        _load_side(a.synthetic, a, real=False),
         encoder=a.encoder,
         metrics=split(a.metrics),
         by=split(a.by),
         seed=a.seed,
-        train=load_dataset(a.train) if a.train else None,
+        train=_load_side(a.train, a, real=True) if a.train else None,
     )
+    if real.provenance.get("skipped"):
+        print(f"left out {len(real.provenance['skipped'])} unreadable real image file(s); see the report's provenance")
     report.to_json(a.out)
     report.to_html(a.out.with_suffix(".html"))
     print(report.table.to_string(index=False, max_rows=40))
@@ -323,6 +352,23 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--npz", action="store_true", help="also write NPZ shards")
     p.add_argument("--scheduler", help="Dask scheduler address; local without it")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--sign-cert", type=Path, help="PEM certificate chain (signing certificate first): sign every image (C2PA)")
+    p.add_argument("--sign-key", type=Path, help="PEM private key of the signing certificate (with --sign-cert)")
+    p.add_argument("--tsa-url", help="time-stamp authority for C2PA signing (needs the network; none by default)")
+    p.add_argument("--no-watermark", action="store_true", help="do not embed the invisible watermark")
+    p.add_argument("--watermark-key", help="watermark key (default: the public key, readable by anyone)")
+
+
+def _signer(a: argparse.Namespace):
+    if (a.sign_cert is None) != (a.sign_key is None):
+        raise DataError("--sign-cert and --sign-key go together: give the certificate chain and its private key.")
+    if a.sign_cert is None:
+        if a.tsa_url:
+            raise DataError("--tsa-url applies to C2PA signing only; give --sign-cert and --sign-key too.")
+        return None
+    from .provenance import C2PASigner
+
+    return C2PASigner.from_files(a.sign_cert, a.sign_key, tsa_url=a.tsa_url)
 
 
 @_generate_args.register
@@ -343,23 +389,78 @@ def _generate(a: argparse.Namespace) -> int:
         client=a.scheduler,
         callback=_progress("generating"),
         overwrite=a.overwrite,
+        watermark=not a.no_watermark,
+        **({"watermark_key": a.watermark_key} if a.watermark_key else {}),
+        signer=_signer(a),
     )
-    print(f"wrote {a.n} images to {out}")
+    from .export import read_manifest
+
+    prov = read_manifest(out).get("provenance", {})
+    wm, c2 = prov.get("watermark", {}), prov.get("c2pa", {})
+    marks = ["watermarked" if wm.get("embedded") else f"no watermark ({wm.get('reason', 'not embedded')})"]
+    marks.append(f"C2PA-signed by {c2['signer']['subject']}" if c2.get("signed") else "not C2PA-signed")
+    print(f"wrote {a.n} images to {out}: " + ", ".join(marks))
     return 0
 
 
-@command("verify", "check an exported data set against its manifest (hashes, counts, AI labels)")
+@command("verify", "check an exported data set against its manifest (hashes, counts, AI labels, C2PA, watermark)")
 def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", type=Path)
+    p.add_argument("--per-file", action="store_true", help="print one line per image: bytes, label, C2PA, watermark")
+    p.add_argument("--watermark", action="store_true", help="also read every image's watermark")
+    p.add_argument("--watermark-key", help="the key the export was marked with (default: the public key)")
+    p.add_argument("--trust-anchors", type=Path, help="PEM root certificate(s): signers must chain to them")
+
+
+def _read_anchors(path: Path | None):
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the trust anchors {str(path)!r}: {exc}") from exc
 
 
 @_verify_args.register
 def _verify(a: argparse.Namespace) -> int:
     from .export import verify
 
-    result = verify(a.folder)
+    kw = {"watermark_key": a.watermark_key} if a.watermark_key else {}
+    result = verify(a.folder, check_watermark=a.watermark, trust_anchors=_read_anchors(a.trust_anchors), **kw)
     print(result)
+    if a.per_file:
+        table = result.table()
+        if len(table):
+            print(table.to_string(index=False))
     return 0 if result.ok else 1
+
+
+@command("detect", "is an image synthetic? its watermark, C2PA manifest and AI label, one line per file")
+def _detect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--key", help="watermark key (default: the public key)")
+    p.add_argument("--trust-anchors", type=Path, help="PEM root certificate(s) whose signers count as trusted")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (with the C2PA manifest) instead of text")
+
+
+@_detect_args.register
+def _detect(a: argparse.Namespace) -> int:
+    from .provenance import detect, format_detection
+
+    anchors, status = _read_anchors(a.trust_anchors), 0
+    kw = {"key": a.key} if a.key else {}
+    for f in a.files:
+        try:
+            r = detect(f, trust_anchors=anchors, **kw)
+        except MedsynthError as exc:
+            print(f"{f}: error: {exc}")
+            status = 2
+            continue
+        if a.json:
+            print(json.dumps(r, default=str))
+        else:
+            print(format_detection(r))
+    return status
 
 
 # --------------------------------------------------------------------------- models

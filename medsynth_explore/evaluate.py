@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import math
+import os
 import platform
 import warnings
 from dataclasses import dataclass, field
@@ -44,11 +44,14 @@ def _as_side(x: Any, name: str, metadata: Optional[pd.DataFrame]):
     """(images or None, features or None, metadata, provenance) of one input."""
     from .data import ImageSet, load_dataset
 
-    if isinstance(x, (str, Path)):
-        x = load_dataset(x)
+    if isinstance(x, (str, os.PathLike)):
+        x = load_dataset(x)  # a folder may come back file-backed: it is then streamed through the encoder
     if isinstance(x, ImageSet):
         md = metadata if metadata is not None else x.metadata
-        return x, None, md, dict(x.provenance)
+        prov = dict(x.provenance)
+        if prov.get("skipped"):
+            prov["n_skipped"] = len(prov["skipped"])  # the list itself stays with the ImageSet
+        return x, None, md, prov
     arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     if arr.ndim == 2:
         md = metadata if metadata is not None else pd.DataFrame(index=pd.RangeIndex(len(arr)))
@@ -121,6 +124,13 @@ class Report:
         ``"sex=F & age_group=40-59"``.
     provenance : dict
         Encoder (id, normalisation), sample counts, seeds, settings, package versions.
+    evidence : dict
+        What to look at besides the numbers (see :mod:`medsynth_explore.report_evidence`):
+        thumbnails of real and synthetic samples and, when privacy metrics
+        were computed, the synthetic images nearest to a training image with
+        their distances. Empty for a report made from a table alone. The
+        HTML report (:meth:`to_html`, :mod:`medsynth_explore.report_html`)
+        shows it with a chart of each metric and its interval.
 
     Examples
     --------
@@ -132,6 +142,7 @@ class Report:
 
     table: pd.DataFrame
     provenance: dict = field(default_factory=dict)
+    evidence: dict = field(default_factory=dict)
 
     def value(self, metric: str, group: str = "all") -> float:
         """The value of one metric for one group (``"all"`` by default)."""
@@ -166,7 +177,13 @@ class Report:
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN as null, infinities as "inf")."""
         rows = [{c: _json_value(r[c]) for c in self.table.columns} for _, r in self.table.iterrows()]
-        return {"format": "medsynth-explore-report", "version": 1, "provenance": _json_value(self.provenance), "table": rows}
+        return {
+            "format": "medsynth-explore-report",
+            "version": 1,
+            "provenance": _json_value(self.provenance),
+            "table": rows,
+            "evidence": _json_value(self.evidence),
+        }
 
     def to_json(self, path: str | Path) -> Path:
         """Write the report as JSON; :meth:`from_json` reads it back."""
@@ -191,62 +208,39 @@ class Report:
             table[c] = table[c].astype(float)
         for c in ("n_real", "n_synthetic"):
             table[c] = table[c].astype("Int64") if table[c].isna().any() else table[c].astype(int)
-        return cls(table, d.get("provenance", {}))
+        return cls(table, d.get("provenance", {}), d.get("evidence") or {})
 
-    # -- display ----------------------------------------------------------------------------
-    def _table_html(self) -> str:
-        def fmt(v):
-            if isinstance(v, (float, np.floating)):
-                return "" if np.isnan(v) else f"{v:.4g}"
-            return html.escape(str(v))
-
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.table.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in self.table.itertuples(index=False)
-        )
-        return f'<table class="medsynth-report"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-    def _summary_html(self) -> str:
-        p = self.provenance
-        enc = p.get("encoder", {}) or {}
-        items = [
-            ("encoder", enc.get("id")),
-            ("preparation", enc.get("normalisation")),
-            ("real / synthetic", f"{p.get('n_real')} / {p.get('n_synthetic')}"),
-            ("seed", p.get("seed")),
-            ("bootstrap", p.get("n_boot")),
-            ("versions", ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())),
-        ]
-        return (
-            "<ul>"
-            + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in items if v is not None)
-            + "</ul>"
-        )
-
+    # -- display (medsynth_explore.report_html) ----------------------------------------------
     def _repr_html_(self) -> str:
-        return f"<div><h4>medsynth-explore report</h4>{self._summary_html()}{self._table_html()}</div>"
+        """The report in a notebook: samples, a chart per metric with its interval, privacy pairs, the table."""
+        from .report_html import report_fragment
+
+        return report_fragment(self)
 
     def to_html(self, path: str | Path) -> Path:
-        """Write a standalone HTML page with the summary and the table."""
-        style = (
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}"
-            "td:nth-child(-n+2){text-align:left}"
-        )
-        page = (
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>medsynth-explore report</title>"
-            f"<style>{style}</style></head><body><h1>medsynth-explore report</h1>{self._summary_html()}"
-            f"{self._table_html()}<h2>Provenance</h2><pre>{html.escape(json.dumps(_json_value(self.provenance), indent=2))}</pre>"
-            "</body></html>"
-        )
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(page)
-        return p
+        """Write one self-contained HTML page: the evidence, the charts, the table and the provenance.
+
+        Images are embedded as data URIs and charts as inline SVG, so the file
+        opens offline and can be attached or sent on its own.
+        """
+        from .report_html import write_report
+
+        return write_report(self, path)
 
     def __repr__(self) -> str:
         enc = (self.provenance.get("encoder") or {}).get("id")
         return f"Report(encoder={enc!r}, rows={len(self.table)})\n{self.table.to_string(index=False)}"
+
+
+def _neighbour_summary(routes: list) -> dict:
+    """Which neighbour route the k-NN metrics took (see metrics/knn.py), from the searches recorded."""
+    taken = sorted({r["route"] for r in routes})
+    largest = max(routes, key=lambda r: r["n_query"] * r["n_data"], default=None)
+    return {
+        "route": taken[0] if len(taken) == 1 else ("mixed" if taken else None),
+        "searches": {t: sum(r["route"] == t for r in routes) for t in taken},
+        "largest": largest,
+    }
 
 
 # ---------------------------------------------------------------------------------- groups
@@ -291,6 +285,7 @@ def evaluate(
     n_boot: int = 10,
     ci_level: float = 0.95,
     k: int = 5,
+    knn_route: str = "auto",
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     min_group_size: int = 10,
@@ -300,14 +295,22 @@ def evaluate(
     cache: Any = None,
     batch_size: Optional[int] = None,
     callback: Optional[Callable[[int, int], Any]] = None,
+    thumbnails: int = 8,
 ) -> Report:
     """Compare synthetic with real data: metrics overall and per subgroup.
 
     Parameters
     ----------
-    real, synthetic : ImageSet, folder path, images (N, C, H, W) or features (N, D)
+    real, synthetic : ImageSet, path, images (N, C, H, W) or features (N, D)
         Images are encoded with ``encoder``; 2-D arrays are taken as features
-        already computed (the encoder is then recorded as "precomputed").
+        already computed (the encoder is then recorded as "precomputed"). A
+        path (a folder in any layout :func:`~medsynth_explore.data.load_dataset`
+        reads, a CSV, an ``.npz``) or a name is loaded with default settings;
+        for ``size=``, ``layout=`` and the rest, pass the ImageSet
+        ``load_dataset`` returns. A file-backed set is streamed in batches
+        (decoded in worker threads while the encoder runs), so memory does not
+        grow with its size, and with the feature cache a second evaluation of
+        the same files reads only features.
     encoder : str or Encoder, optional
         See :func:`medsynth_explore.features.get_encoder`; default
         :func:`~medsynth_explore.features.default_encoder_name`. Always recorded
@@ -321,7 +324,11 @@ def evaluate(
         authenticity, copy_rate and ct when ``train`` is given.
     by : str or list of str, optional
         Metadata columns to break results down by (intersections of several);
-        ``"age_group"`` is derived from ``age`` with ``age_bins``.
+        ``"age_group"`` is derived from ``age`` with ``age_bins``. Both sides'
+        metadata are harmonised first (:func:`medsynth_explore.data.harmonise`),
+        so real and synthetic sets share ``sex``, ``age_group``, ``view``,
+        ``race`` (where present) and the vocabulary's findings
+        (``pleural_effusion``, ``lung_lesion``, ...) whatever their raw names.
     seed : int
         Seed of KID subsets, bootstrap resampling and k-means (C_T).
     train : same kinds as ``real``, optional
@@ -335,6 +342,11 @@ def evaluate(
         distinct resampled rows and KID a twentieth of ``kid_subsets``
         (at least 2) to keep the cost down.
     k, kid_subsets, kid_subset_size : metric settings.
+    knn_route : {"auto", "exact", "approximate"}
+        Neighbour search of the k-NN metrics (PRDC, authenticity, copy rate):
+        ``"auto"`` is exact unless the sets are large
+        (:mod:`medsynth_explore.metrics.knn`). The routes taken are recorded in
+        ``report.provenance["neighbours"]``.
     min_group_size : int
         Groups with fewer rows on a side get NaN values.
     real_metadata, synthetic_metadata : DataFrame, optional
@@ -342,6 +354,12 @@ def evaluate(
     cache : FeatureCache, path, None or False
         Feature cache (None: the default on-disk cache; False: none).
     batch_size, callback : passed to the encoder.
+    thumbnails : int
+        Images per side (seeded-random rows) kept as small thumbnails in
+        ``report.evidence`` for the HTML report, and, when a privacy metric
+        is computed, the 6 synthetic images nearest to a training image
+        beside it (0: no pictures; the privacy distances are kept). Only
+        these rows are read again (``ImageSet.read``); feature-array inputs have no pictures.
 
     Returns
     -------
@@ -404,23 +422,42 @@ def evaluate(
 
     if metrics is None:
         metrics = default_outputs(("real", "synthetic", "train") if tf is not None else ("real", "synthetic"))
-    eng = MetricEngine(
-        metrics, rf, sf, tf, seed=seed, errors="nan", k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size
-    )
+    from .metrics.knn import record_routes
+
+    with record_routes() as routes:
+        eng = MetricEngine(
+            metrics,
+            rf,
+            sf,
+            tf,
+            seed=seed,
+            errors="nan",
+            k=k,
+            knn_route=knn_route,
+            kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size,
+        )
     chosen = eng.outputs
     rng = np.random.default_rng(seed)
 
     groups = [("all", np.arange(len(rf)), np.arange(len(sf)))]
     if by:
+        from .data.labels import for_grouping, harmonise
+
+        # one vocabulary on both sides (real "Pleural Effusion" / synthetic "effusion" -> pleural_effusion), on copies;
+        # a missing value (an uncertain label, an unknown sex) is its own group, "unknown"
+        cols = [by] if isinstance(by, str) else list(by)
+        rmd, smd = for_grouping(harmonise(rmd), cols), for_grouping(harmonise(smd), cols)
         lab_r = group_labels(rmd, by, age_bins).to_numpy()
         lab_s = group_labels(smd, by, age_bins).to_numpy()
         for g in sorted(set(lab_r) | set(lab_s)):
             groups.append((g, np.flatnonzero(lab_r == g), np.flatnonzero(lab_s == g)))
 
     rows = []
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, record_routes() as more_routes:
         warnings.simplefilter("always")
         _run_groups(eng, groups, chosen, n_boot, ci_level, min_group_size, rng, rows)
+    routes += more_routes
     notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     if notes:
         warnings.warn(
@@ -434,6 +471,20 @@ def evaluate(
         ["metric", "group"], key=lambda c: c.map(order) if c.name == "metric" else c.map(lambda v: (v != "all", v)), kind="stable"
     ).reset_index(drop=True)
 
+    from .metrics.registry import get_metric
+    from .report_evidence import collect_evidence
+
+    evidence = collect_evidence(
+        rs,
+        ss,
+        ts,
+        features=(rf, sf, tf),
+        metadata=(rmd, smd, ts.metadata if ts is not None else None),
+        privacy=tf is not None and any("train" in get_metric(m).needs for m in chosen),
+        n_samples=thumbnails,
+        n_pairs=6 if thumbnails else 0,
+        seed=seed,
+    )
     provenance = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "encoder": enc_info,
@@ -447,14 +498,21 @@ def evaluate(
         "seeds": {"kid_subsets": seed, "bootstrap": seed, "ct_kmeans": seed},
         "n_boot": n_boot,
         "ci_level": ci_level,
-        "settings": {"k": k, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "min_group_size": min_group_size},
+        "settings": {
+            "k": k,
+            "knn_route": knn_route,
+            "kid_subsets": kid_subsets,
+            "kid_subset_size": kid_subset_size,
+            "min_group_size": min_group_size,
+        },
+        "neighbours": _neighbour_summary(routes),
         "real": {k_: v for k_, v in rprov.items() if isinstance(v, (str, int, float, bool)) or v is None},
         "synthetic": {k_: v for k_, v in sprov.items() if isinstance(v, (str, int, float, bool)) or v is None},
         "train": {k_: v for k_, v in tprov.items() if isinstance(v, (str, int, float, bool)) or v is None} if tprov else None,
         "versions": _versions(),
         "warnings": notes,
     }
-    return Report(table, provenance)
+    return Report(table, provenance, evidence)
 
 
 # ``medsynth_explore.evaluate`` is this module, in every import order; calling it calls evaluate().

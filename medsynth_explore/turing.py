@@ -61,8 +61,8 @@ def score_answers(answers: pd.DataFrame, by: Sequence[str] | None = None) -> pd.
     answers : DataFrame
         Columns ``truth`` and ``answer`` (each ``"real"`` or ``"synthetic"``)
         and any metadata columns to group by.
-    by : list of str, optional
-        Metadata columns; rows are added per group (``group`` column).
+    by : str or list of str, optional
+        Metadata column(s); rows are added per group (``group`` column).
 
     Returns
     -------
@@ -80,7 +80,7 @@ def score_answers(answers: pd.DataFrame, by: Sequence[str] | None = None) -> pd.
     bad = set(answers["truth"]).union(answers["answer"]) - set(LABELS)
     if bad:
         raise DataError(f"answers must be 'real' or 'synthetic'; found {sorted(map(str, bad))}.")
-    by = list(by or [])
+    by = [by] if isinstance(by, str) else list(by or [])
     missing = [c for c in by if c not in answers.columns]
     if missing:
         raise DataError(f"cannot group by {missing}: not in the answers' columns {list(answers.columns)}.")

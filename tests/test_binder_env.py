@@ -32,6 +32,7 @@ CONDA_TO_MODULES = {
     "scikit-image": ["skimage"],
     "pillow": ["PIL"],
     "umap-learn": ["umap"],
+    "faiss-cpu": ["faiss"],
     "pyyaml": ["yaml"],
     "jupyterlab": ["jupyterlab"],
     "distributed": ["distributed"],

@@ -94,6 +94,7 @@ def test_turing_study_is_seeded_scores_and_saves(tmp_path):
     pooled = load_answers(tmp_path)
     assert len(pooled) == 24 and set(pooled.reader) == {"ann", "bob"}
     by_sex = score_answers(pooled, by=["sex"])
+    pd.testing.assert_frame_equal(score_answers(pooled, by="sex"), by_sex)  # a single column may be a string
     assert {"overall", "sex=F", "sex=M"} == set(by_sex.group)
     assert (by_sex.n > 0).all()
     with pytest.raises(DataError, match="finished"):

@@ -9,9 +9,11 @@ direction, needs, streaming state); :func:`list_metrics` shows them all.
 """
 
 from .cas import cas
+from .counterfactual import edit_effect
 from .fid import feature_stats, fid, fid_infinity, frechet_distance, relative_fd, sqrt_trace_product
 from .image import psnr, ssim, ssim_map
 from .kernel import cmmd, kid, kid_subset_indices, mmd2_biased, mmd2_unbiased, poly_kernel, rbf_kernel
+from .membership import attack_roc, membership_inference
 from .prdc import knn_radii, prdc
 from .privacy import authenticity, copy_rate, ct_test, nn_distances, privacy_report
 from .registry import (
@@ -29,6 +31,7 @@ from .registry import (
     unregister_metric,
 )
 from .scores import clip_score, inception_score
+from .segmentation import anatomy_summary, ctr_error, dice
 from .streaming import StreamingCMMD, StreamingFID, StreamingKID, StreamingMetric, StreamingPRDC
 from .subgroups import AGE_BINS, GroupResult, age_group, bootstrap_ci, by_group, group_labels
 
@@ -59,6 +62,12 @@ __all__ = [
     "copy_rate",
     "ct_test",
     "privacy_report",
+    "membership_inference",
+    "attack_roc",
+    "edit_effect",
+    "dice",
+    "ctr_error",
+    "anatomy_summary",
     "StreamingMetric",
     "StreamingFID",
     "StreamingKID",

@@ -139,7 +139,9 @@ class MetricInputs:
         True inside a bootstrap replicate: a metric may use a cheaper
         estimate there (KID uses a twentieth of its subsets).
     settings : dict
-        Metric settings by name (``k``, ``kid_subsets``, ``kid_subset_size``, ``q``, ...).
+        Metric settings by name (``k``, ``kid_subsets``, ``kid_subset_size``, ``q``,
+        ``knn_route``: ``"auto"``, ``"exact"`` or ``"approximate"`` neighbour search
+        for the k-NN metrics, see :mod:`~medsynth_explore.metrics.knn`, ...).
     """
 
     real: Optional[np.ndarray] = None
@@ -629,16 +631,20 @@ def _register_builtins() -> None:
         mean, std = kid(x.real, x.synthetic, subsets=subsets, subset_size=int(x.setting("kid_subset_size", 1000)), seed=x.seed)
         return {"kid": mean, "kid_std": std}
 
+    def route(x: MetricInputs) -> dict:
+        """Neighbour search settings of the k-NN metrics (see metrics/knn.py): ``knn_route`` and its seed."""
+        return {"route": str(x.setting("knn_route", "auto")), "seed": x.seed}
+
     def authenticity_rows(x: MetricInputs) -> dict:
-        a = authenticity(x.train, x.synthetic)
+        a = authenticity(x.train, x.synthetic, **route(x))
         return {"authenticity": 1.0 - a["unauthentic"].astype(float)}
 
     def copy_rows(x: MetricInputs) -> dict:
         q = float(x.setting("q", 0.01))
         if not 0.0 < q < 1.0:
             raise MetricError(f"q must lie in (0, 1), got {q}.")
-        d_syn, _ = nn_distances(x.synthetic, x.train)
-        d_held, _ = nn_distances(x.real, x.train)
+        d_syn, _ = nn_distances(x.synthetic, x.train, **route(x))
+        d_held, _ = nn_distances(x.real, x.train, **route(x))
         return {"copy_rate": (d_syn < float(np.quantile(d_held, q))).astype(float)}
 
     def ct_compute(x: MetricInputs) -> dict:
@@ -678,7 +684,7 @@ def _register_builtins() -> None:
             Output("density", higher, "Density", "fidelity", default=True),
             Output("coverage", higher, "Coverage", "diversity", default=True),
         ],
-        compute=lambda x: prdc(x.real, x.synthetic, k=int(x.setting("k", 5))),
+        compute=lambda x: prdc(x.real, x.synthetic, k=int(x.setting("k", 5)), **route(x)),
         streaming=StreamingPRDC,
         neighbours=True,
         description="Precision, recall, density and coverage from k-nearest-neighbour balls (Naeem et al. 2020).",
@@ -771,6 +777,81 @@ def _register_builtins() -> None:
         needs=("real", "synthetic", "labels", "classifier"),
         kind="external",
         description="Accuracy on real test data of a classifier trained on synthetic data, beside train-on-real.",
+    )
+    _register_clinical_checks()
+
+
+def _register_clinical_checks() -> None:
+    """Membership inference, the anatomy checks and the stress test: listed here, called through their functions."""
+    from .counterfactual import edit_effect
+    from .membership import membership_inference
+    from .segmentation import anatomy_summary, ctr_error, dice
+
+    lower, higher = False, True
+    register_metric(
+        "membership_inference",
+        membership_inference,
+        [
+            Output("mia_auc", lower, "MIA AUC", "0.5: members not told apart"),
+            Output("mia_tpr_at_1pct_fpr", lower, "MIA TPR at 1% FPR", "about 0.01: nothing leaks"),
+        ],
+        needs=("synthetic", "train", "real"),
+        kind="external",
+        description="Distance attack: training images (train) vs held-out ones (real) scored by their nearest synthetic "
+        "sample; ROC AUC and TPR at 1% FPR with bootstrap intervals.",
+    )
+    register_metric(
+        "membership_inference_loss",
+        membership_inference,
+        [
+            Output("mia_loss_auc", lower, "Loss-attack AUC", "0.5: members not told apart"),
+            Output("mia_loss_tpr_at_1pct_fpr", lower, "Loss-attack TPR at 1% FPR", "about 0.01: nothing leaks"),
+        ],
+        needs=("train", "real", "images"),
+        kind="external",
+        description="Loss attack (attack='loss', generator=...): the diffusion model's denoising error at chosen timesteps "
+        "(or a VAE's negative ELBO) on training vs held-out images.",
+    )
+    register_metric(
+        "dice",
+        dice,
+        [Output("dice", higher, "Dice", "structures overlap")],
+        needs=("images",),
+        kind="external",
+        description="Dice overlap of paired segmentation masks, optionally in a region (e.g. outside an inpainting mask).",
+    )
+    register_metric(
+        "ctr_error",
+        ctr_error,
+        [Output("ctr_mae", lower, "CTR error", "vs the true cardiothoracic ratio")],
+        needs=("images", "labels"),
+        kind="external",
+        description="Mean absolute error of cardiothoracic ratios measured by segmentation (anatomy.measure) against "
+        "the true ones.",
+    )
+    register_metric(
+        "anatomy",
+        anatomy_summary,
+        [
+            Output("implausible_rate", lower, "Implausible anatomy", "lungs and heart not where a chest has them"),
+            Output("ctr_mean", None, "Mean CTR", "above 0.5: enlarged heart"),
+            Output("ctr_above_half", None, "CTR > 0.5", "share with an enlarged heart"),
+        ],
+        needs=("images",),
+        kind="external",
+        description="Anatomy of images segmented by anatomy.measure: share of implausible lungs/heart and the CTR distribution.",
+    )
+    register_metric(
+        "stress_test",
+        edit_effect,
+        [
+            Output("effect", None, "Edit effect", "score moved by the edit, beyond a null edit"),
+            Output("flipped", None, "Calls flipped", "share whose call changes"),
+        ],
+        needs=("images", "classifier"),
+        kind="external",
+        description="Classifier stress test (medsynth_explore.stress_test): counterfactual pairs by inpainting (add or remove "
+        "a finding, remove a chest tube); mean score movement per edit beside a null edit, with bootstrap intervals.",
     )
 
 

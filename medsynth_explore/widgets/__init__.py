@@ -23,8 +23,12 @@ _PANELS = {
     "FairnessPanel": "fairness",
     "TrilemmaPanel": "trilemma",
     "PrivacyPanel": "privacy",
+    "MembershipPanel": "membership",
+    "AnatomyPanel": "anatomy_panel",
+    "StressPanel": "stress_panel",
     "CardPanel": "card",
     "TuringPanel": "turing",
+    "ExportPanel": "export_panel",
 }
 
 __all__ = sorted(_PANELS)

@@ -23,8 +23,11 @@ PANEL_ORDER = (
     ("Fairness", "fairness", "FairnessPanel"),
     ("Trilemma", "trilemma", "TrilemmaPanel"),
     ("Privacy", "privacy", "PrivacyPanel"),
+    ("Anatomy", "anatomy_panel", "AnatomyPanel"),
+    ("Stress test", "stress_panel", "StressPanel"),
     ("Model card", "card", "CardPanel"),
     ("Turing test", "turing", "TuringPanel"),
+    ("Export", "export_panel", "ExportPanel"),
 )
 
 
