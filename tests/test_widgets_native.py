@@ -125,3 +125,16 @@ def test_inpaint_panel_works_at_the_models_resolution(session):
     diff_button = panel.result_box.children[0].children[0].children[2].children[2]
     diff_button.click()
     assert _png_size(panel.viewer.image.value) == (128, 128) and "after − before" in panel.viewer.title.value
+
+
+def test_a_selection_and_its_neighbours_mix_resolutions(session, sd128):
+    from medsynth_explore.widgets import EmbeddingPanel
+
+    session.add_samples(sd128.sample(3, seed=0), sd128.name)  # 128 px samples beside the 32 px reference
+    panel = EmbeddingPanel(session, runner=JobRunner(synchronous=True), warm_up=False)
+    panel.select({"real": [0, 1, 2], sd128.name: [0, 1, 2]})
+    grid = panel.detail.children[1]
+    assert len(grid.children) == 6
+    assert {_png_size(c.children[0].value) for c in grid.children} == {(32, 32), (80, 80)}
+    panel.show_neighbours(sd128.name, 1, k=2)
+    assert len(panel.detail.children[1].children) == 3 and panel.last_error is None

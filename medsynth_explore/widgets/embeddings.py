@@ -335,7 +335,7 @@ class EmbeddingPanel(BasePanel):
             caps += [f"{html.escape(name)} #{i}" for i in shown]
         parts = [
             W.HTML("<b>Selection</b>: " + ", ".join(f"{len(v):,} {html.escape(k)}" for k, v in self.selection.items())),
-            thumb_grid(np.concatenate(thumbs), caps, width=80, columns=8),
+            thumb_grid([im for t in thumbs for im in t], caps, width=80, columns=8),  # real and synthetic may differ in size
         ]
         real_idx = self.selection.get("real")
         for name, idx in self.selection.items():
@@ -380,6 +380,6 @@ class EmbeddingPanel(BasePanel):
         """A synthetic image beside its k nearest reference images, with feature distances."""
         feats = self.session.synthetic_features(generator)[index]
         nn_idx, nn_d = self.session.nearest_reference(feats, k=k)
-        ims = np.concatenate([self.session.synthetic[generator].read([index]), self.session.reference.read(nn_idx[0])])
+        ims = [*self.session.synthetic[generator].read([index]), *self.session.reference.read(nn_idx[0])]
         caps = [f"{html.escape(generator)} #{index}"] + [f"real #{i}<br>distance {d:.3g}" for i, d in zip(nn_idx[0], nn_d[0])]
         self.detail.children = [W.HTML("<b>Nearest reference images</b>"), thumb_grid(ims, caps, width=110, columns=4)]
