@@ -20,26 +20,14 @@ Screenshots go to artifacts/browser/. tests/test_browser_scale.py runs the same 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the JupyterLab driver the browser tests use
+from labdriver import CHROMIUM, FLAGS, LabServer, write_notebook  # noqa: E402
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 SETUP = """\
 import numpy as np, pandas as pd
@@ -73,63 +61,22 @@ panel_{backend}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Lab:
     """A JupyterLab 4 server on a notebook of the given cells, and chromium on it."""
 
     def __init__(self, root: Path, cells: list[str]) -> None:
         self.root = root
-        nb = {
-            "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c} for c in cells],
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
-        (root / "scale.ipynb").write_text(json.dumps(nb))
-        self.port, self.token = _free_port(), "medsynth-bench"
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".jupyter"), JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
-        self.log = open(root / "server.log", "w")
-        self.server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyterlab",
-                "--no-browser",
-                f"--port={self.port}",
-                f"--ServerApp.token={self.token}",
-                f"--ServerApp.root_dir={root}",
-                "--ServerApp.ip=127.0.0.1",
-                "--allow-root",
-                "--LabApp.news_url=",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                "--ZMQChannelsWebsocketConnection.iopub_data_rate_limit=1e12",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=env,
+        write_notebook(root / "scale.ipynb", cells)
+        self.server = LabServer(
+            root, "medsynth-bench", extra_args=("--ZMQChannelsWebsocketConnection.iopub_data_rate_limit=1e12",), start_timeout=90
         )
-        deadline = time.time() + 90
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline or self.server.poll() is not None:
-                    self.close()
-                    raise RuntimeError(f"JupyterLab did not start: {(root / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.3)
         from playwright.sync_api import sync_playwright
 
         self._pw = sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         self.page = self.browser.new_page(viewport={"width": 1280, "height": 1100})
         self.page.set_default_timeout(300_000)
-        self.page.goto(f"http://127.0.0.1:{self.port}/lab/tree/scale.ipynb?token={self.token}")
+        self.page.goto(self.server.url("scale.ipynb"))
         self.page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
         self.page.wait_for_selector(".jp-StatusBar-TextItem:has-text('Idle')", timeout=120_000)
 
@@ -155,12 +102,7 @@ class Lab:
                 step()
             except Exception:
                 pass
-        self.server.terminate()
-        try:
-            self.server.wait(10)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
-        self.log.close()
+        self.server.close()
 
 
 def _lasso(page, box: dict) -> None:

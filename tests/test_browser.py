@@ -7,28 +7,13 @@ where ``.ci/run`` installs it and its absence is a failure.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from labdriver import CHROMIUM, FLAGS, LabServer, require_chromium, write_notebook
+from labdriver import run_first_cell as _drive_first_cell
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.browser
 
@@ -39,60 +24,17 @@ app
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it with apt-get install chromium")
-        pytest.skip("Debian chromium not installed (apt-get install chromium)")
+    require_chromium()
     root = tmp_path_factory.mktemp("lab")
-    nb = {
-        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": NOTEBOOK_CODE}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-    (root / "explorer.ipynb").write_text(json.dumps(nb))
-    port, token = _free_port(), "medsynth-test"
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".jupyter"), JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
-    log = open(root / "server.log", "w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            f"--port={port}",
-            f"--ServerApp.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.ip=127.0.0.1",
-            "--allow-root",
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.terminate()
-                pytest.fail(f"JupyterLab did not start; log:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/lab/tree/explorer.ipynb?token={token}"
-    server.terminate()
-    server.wait(10)
+    write_notebook(root / "explorer.ipynb", [NOTEBOOK_CODE])
+    try:
+        server = LabServer(root, "medsynth-test")
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    yield server.url("explorer.ipynb")
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -114,19 +56,7 @@ def page(lab):
 
 
 def _run_first_cell(pg) -> None:
-    """Run the first cell once the kernel is connected; retry if the keystroke came too early."""
-    pg.wait_for_selector(".jp-StatusBar-TextItem:has-text('Idle')", timeout=120_000)
-    prompt = pg.locator(".jp-Cell").first.locator(".jp-InputPrompt")
-    for _attempt in range(5):
-        pg.locator(".jp-Cell .cm-content").first.click()
-        pg.keyboard.press("Control+Enter")
-        try:
-            pg.wait_for_function("(el) => /\\[(\\*|\\d+)\\]/.test(el.textContent)", arg=prompt.element_handle(), timeout=15_000)
-            return
-        except Exception:  # the kernel was not ready for the keystroke: press again
-            continue
-    _shot(pg, "00_not_started")
-    raise AssertionError("the notebook cell never started running")
+    _drive_first_cell(pg, on_failure=lambda p: _shot(p, "00_not_started"))
 
 
 def _shot(page, name):

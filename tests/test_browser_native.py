@@ -8,16 +8,9 @@ size, the result computed at 512 px, and no widget errors.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
-from test_browser import ARTIFACTS, CHROMIUM, FLAGS, _free_port, _run_first_cell, _tab
+from labdriver import LabServer, require_chromium, write_notebook
+from test_browser import ARTIFACTS, CHROMIUM, FLAGS, _run_first_cell, _tab
 
 pytestmark = pytest.mark.browser
 
@@ -40,53 +33,15 @@ def _shot(page, name):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     pytest.importorskip("transformers")
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it with apt-get install chromium")
-        pytest.skip("Debian chromium not installed (apt-get install chromium)")
+    require_chromium()
     root = tmp_path_factory.mktemp("lab-native")
-    nb = {
-        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": NOTEBOOK_CODE}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-    (root / "native.ipynb").write_text(json.dumps(nb))
-    port, token = _free_port(), "medsynth-native"
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".jupyter"), JUPYTER_RUNTIME_DIR=str(root / ".runtime"))
-    log = open(root / "server.log", "w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            f"--port={port}",
-            f"--ServerApp.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.ip=127.0.0.1",
-            "--allow-root",
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=root,
-    )
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                server.terminate()
-                pytest.fail(f"JupyterLab did not start; log:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/lab/tree/native.ipynb?token={token}"
-    server.terminate()
-    server.wait(10)
+    write_notebook(root / "native.ipynb", [NOTEBOOK_CODE])
+    try:
+        server = LabServer(root, "medsynth-native")
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    yield server.url("native.ipynb")
+    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ except under CI, where its absence is a failure.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -18,15 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 bench = pytest.importorskip("bench_browser_map")
+from labdriver import require_chromium  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_webgl_map_with_100k_reference_points_renders_and_lassos(tmp_path):
-    if not Path(bench.CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it with apt-get install chromium")
-        pytest.skip("Debian chromium not installed (apt-get install chromium)")
+    require_chromium()
     res = bench.run(100_000, tmp_path, backends=("webgl",))["webgl"]
     assert res["errors"] == 0
     m = re.search(r"Selection: ([\d,]+) real", res["selection"])
