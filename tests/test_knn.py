@@ -109,6 +109,21 @@ def test_self_neighbours_are_cached_per_content_and_sliced_for_smaller_k(monkeyp
     assert calls == [6, 2]
 
 
+def test_approximate_searches_are_cached_per_content_of_both_sides(monkeypatch):
+    x = _clustered(3000, seed=5)
+    q = _clustered(100, seed=6, shift=0.3)
+    K.clear_cache()
+    calls = []
+    real_search = K.ApproximateIndex.search
+    monkeypatch.setattr(K.ApproximateIndex, "search", lambda self, qq, k, **kw: calls.append(k) or real_search(self, qq, k, **kw))
+    first = K.knn(q, x, 4, route="approximate")
+    again = K.knn(q.copy(), x.copy(), 2, route="approximate")  # same contents, smaller k: a slice of the first
+    assert calls == [4]
+    np.testing.assert_array_equal(again.indices, first.indices[:, :2])
+    K.knn(q + 1e-3, x, 2, route="approximate")  # another query set: searched
+    assert calls == [4, 2]
+
+
 def test_routes_are_logged_and_recorded(caplog):
     x = np.random.default_rng(0).normal(size=(50, 3))
     with caplog.at_level(logging.INFO, logger="medsynth_explore.metrics.knn"), K.record_routes() as log:

@@ -12,9 +12,11 @@ distance from ``x`` to its k-th nearest other point of its own set):
 Two routes (:mod:`medsynth_explore.metrics.knn`). The exact one compares
 distances squared, in float64, over blocks of rows so that no N x M matrix is
 held whole. The approximate one, which ``route="auto"`` takes for large sets,
-finds the members of every ball among the ``candidates`` nearest points of
-its centre on the other side (approximate index, true distances); a ball
-that holds all its candidates is measured against every point exactly. The
+finds the members of every real ball among the ``candidates`` nearest
+synthetic points of its centre (approximate index, true distances), and
+takes recall from the balls of those same synthetic points; a ball
+that holds all its candidates is searched again with four times as many,
+and measured against every point exactly if it still holds them all. The
 radii of a set are computed once per content hash and k and reused by later
 calls (subgroups, panels, the live metrics).
 """
@@ -68,7 +70,7 @@ def cached_radii(x: np.ndarray, k: int) -> np.ndarray:
     return memo((features_hash(x), "radii-exact", int(k)), lambda: knn_radii(x, k, squared=True))
 
 
-def prdc(real: Any, fake: Any, k: int = 5, route: str = "auto", seed: int = 0, candidates: int = 48) -> dict:
+def prdc(real: Any, fake: Any, k: int = 5, route: str = "auto", seed: int = 0, candidates: int = 24) -> dict:
     """Precision, recall, density and coverage of ``fake`` against ``real``.
 
     Parameters
@@ -130,22 +132,33 @@ def prdc(real: Any, fake: Any, k: int = 5, route: str = "auto", seed: int = 0, c
 
 
 def _ball_members(centres: np.ndarray, others: np.ndarray, radii_sq: np.ndarray, candidates: int, seed: int, what: str):
-    """For balls ``B(centres[i], sqrt(radii_sq[i]))``: how many ``others`` each holds, and which others are in any.
+    """For balls ``B(centres[i], sqrt(radii_sq[i]))``: how many ``others`` each holds, which others are in any,
+    and the first search's ``candidates`` nearest others of every centre (a :class:`KnnResult`).
 
     The ``candidates`` nearest others of each centre come from the
-    approximate index; a ball that holds all of them may hold more, so it is
-    measured against every other row exactly (blocked). What can still be
-    missed is an other row the index did not return among a ball's nearest.
+    approximate index. A ball that holds all of them may hold more: those
+    balls are searched again with four times as many candidates, and the
+    few still full are measured against every other row exactly (blocked).
+    What can still be missed is an other row the index did not return among
+    a ball's nearest.
     """
-    m = min(max(candidates, 1), len(others))
-    res = knn(centres, others, m, "approximate", seed, what=what)
-    inside = res.distances**2 < radii_sq[:, None]
-    full = inside[:, -1] if m < len(others) else np.zeros(len(centres), bool)
-    inside[full] = False
-    counts = inside.sum(1)
+    counts = np.zeros(len(centres), np.int64)
     hit = np.zeros(len(others), bool)
-    hit[res.indices[inside]] = True
-    rows = np.flatnonzero(full)
+    rows = np.arange(len(centres))
+    m = min(max(candidates, 1), len(others))
+    first = None
+    for attempt in range(2):
+        res = knn(centres[rows], others, m, "approximate", seed, what=what if not attempt else what + " (full balls, wider)")
+        first = res if first is None else first
+        inside = res.distances**2 < radii_sq[rows, None]
+        full = inside[:, -1] if m < len(others) else np.zeros(len(rows), bool)
+        done = ~full
+        counts[rows[done]] = inside[done].sum(1)
+        hit[res.indices[done][inside[done]]] = True
+        rows = rows[full]
+        if not len(rows) or m >= len(others):
+            break
+        m = min(4 * m, len(others))
     if len(rows):
         _note(what + " (full balls, exact)", len(rows), len(others), others.shape[1], 0, "exact")
         o64 = others.astype(np.float64)
@@ -157,16 +170,32 @@ def _ball_members(centres: np.ndarray, others: np.ndarray, radii_sq: np.ndarray,
             d_in = sq_dists(c64, o64, (c64 * c64).sum(1), o_sq) < radii_sq[r, None]
             counts[r] = d_in.sum(1)
             hit |= d_in.any(axis=0)
-    return counts, hit
+    return counts, hit, first
 
 
 def _prdc_approximate(real: np.ndarray, fake: np.ndarray, k: int, seed: int, candidates: int) -> dict:
-    """PRDC from the balls' members found through the approximate index (see :func:`prdc`)."""
+    """PRDC from one search of the real points' nearest synthetic points (see :func:`prdc`).
+
+    The real balls' members give density, coverage and precision. Recall
+    asks whether a real point lies in some synthetic ball; it is answered
+    from the same search, looking at the balls of the real point's
+    ``candidates`` nearest synthetic points (four times as many for the
+    real points found in none), so no search over the synthetic balls is
+    made. What this can miss is a real point inside the ball of a synthetic
+    point farther than those;
+    ``benchmarks/bench_map_scale.py --only error`` measures the effect
+    against the exact route.
+    """
     real32, fake32 = real.astype(np.float32), fake.astype(np.float32)
     r_real = self_knn(real32, k, "approximate", seed, what="prdc radii (real)").distances[:, k - 1] ** 2
     r_fake = self_knn(fake32, k, "approximate", seed, what="prdc radii (synthetic)").distances[:, k - 1] ** 2
-    in_real_balls, fake_hit = _ball_members(real32, fake32, r_real, candidates, seed, "prdc real balls")
-    _, real_hit = _ball_members(fake32, real32, r_fake, candidates, seed, "prdc synthetic balls")
+    in_real_balls, fake_hit, near = _ball_members(real32, fake32, r_real, candidates, seed, "prdc real balls")
+    real_hit = (near.distances**2 < r_fake[near.indices]).any(axis=1)
+    miss = np.flatnonzero(~real_hit)  # few: looked at again with four times as many synthetic points
+    wider = min(4 * near.indices.shape[1], len(fake32))
+    if len(miss) and wider > near.indices.shape[1]:
+        again = knn(real32[miss], fake32, wider, "approximate", seed, what="prdc recall (not yet in a ball, wider)")
+        real_hit[miss] = (again.distances**2 < r_fake[again.indices]).any(axis=1)
     return {
         "precision": float(fake_hit.mean()),
         "recall": float(real_hit.mean()),
