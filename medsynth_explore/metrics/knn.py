@@ -230,7 +230,7 @@ def _exact(
     ds = (data * data).sum(1) if data_sq is None else data_sq
     dist = np.empty((len(query), k))
     idx = np.empty((len(query), k), np.int64)
-    step = _block_rows(len(data))
+    step = _block_rows(len(data), budget=1 << 23)  # 64 queries among 100,000 rows in one product
     for s in range(0, len(query), step):
         d = sq_dists(query[s : s + step], data, qs[s : s + step], ds)
         if self_rows is not None:

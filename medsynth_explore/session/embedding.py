@@ -71,29 +71,6 @@ def _umap_modules():
     return umap.umap_, umap.layouts
 
 
-def _import_umap_in_background() -> None:
-    """Start importing umap (a few seconds: numba, pynndescent, scikit-learn) in a thread, once per process.
-
-    A map loaded from the disk cache needs no umap to exist, but its first
-    placement does; importing meanwhile keeps that import out of the first
-    placement. Safe beside other imports (:func:`_umap_modules` holds a lock).
-    """
-    import sys
-
-    if "umap.layouts" in sys.modules or _WARM.get("import") is not None:
-        return
-
-    def work() -> None:
-        try:
-            _umap_modules()
-            enable_umap_cache()
-        except Exception:  # pragma: no cover - the placement imports again and reports the error itself
-            pass
-
-    _WARM["import"] = threading.Thread(target=work, name="medsynth-umap-import", daemon=True)
-    _WARM["import"].start()
-
-
 def enable_umap_cache() -> int:
     """Keep the machine code numba compiles for UMAP on disk, so later processes load it.
 
@@ -228,8 +205,11 @@ class Embedding:
         cache: Any = None,
         knn_route: str = "auto",
     ) -> None:
-        _import_umap_in_background()  # the first placement needs umap's modules: import them while the map loads
         self._configure(reference_features, seed, n_neighbors, min_dist, n_epochs, synthetic, cache, knn_route)
+        # umap is imported here, in the caller's thread, even for a map loaded from the cache: its first placement
+        # needs it, and importing it in a background thread raced with the caller's own imports of scipy
+        # (KeyError: 'scipy' from importlib, seen when a map was loaded and placed at once)
+        _umap_modules()
         t0 = time.perf_counter()
         loaded = self._load() if self.cache_dir is not None else None
         self.from_cache = loaded is not None
@@ -250,6 +230,7 @@ class Embedding:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise DataError(f"{name} must be an integer of at least {low}, got {value!r}.")
         self.features = x
+        self._features_sq = np.einsum("ij,ij->i", x, x)  # the reference's squared norms, for every placement
         self.seed = int(seed)
         self.n_neighbors = int(min(n_neighbors, len(x) - 1))
         self.min_dist = float(min_dist)
@@ -407,8 +388,6 @@ class Embedding:
                 "use the encoder the map was fitted with."
             )
         route = "exact" if len(q) <= SMALL_MAP else self.knn_route
-        if getattr(self, "_features_sq", None) is None:  # the reference's squared norms, once per map
-            self._features_sq = (self.features * self.features).sum(1)
         res = knn(
             q, self.features, self.n_neighbors, route=route, seed=self.seed, what="umap placement", data_sq=self._features_sq
         )
