@@ -182,12 +182,25 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--backends", default="webgl,plotly", help="views to time (plotly may take up to 10 minutes at 100,000)")
     a = ap.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit("Debian chromium is needed (apt-get install chromium)")
-    res = run(a.n, Path(tempfile.mkdtemp(prefix="msx-browser-")))
-    w, p = res["webgl"], res["plotly"]
+    backends = tuple(b for b in a.backends.split(",") if b)
+    res = run(a.n, Path(tempfile.mkdtemp(prefix="msx-browser-")), backends)
     print(f"Embeddings panel, {a.n:,} reference + 2,000 synthetic points, chromium (software WebGL), one run\n")
+    if len(backends) == 1:
+        r = res[backends[0]]
+        print(f"{backends[0]} view: " + (r["timeout"] if "timeout" in r else ""))
+        if "timeout" not in r:
+            print("| what | measured |\n|---|---|")
+            print(f"| first render | {r['first_render_s']:.1f} s |")
+            print(f"| lasso released -> thumbnails of the selection | {r['lasso_to_thumbnails_s']:.1f} s |")
+            print(f"| drawing the lasso (mouse moves) | {r['drag_s']:.1f} s |")
+            print(f"\nselection '{r['selection']}'; panel errors {r['errors']}")
+        print(f"notebook set-up (data, features, session) {res['setup_s']:.1f} s")
+        return
+    w, p = res["webgl"], res["plotly"]
     for name, r in (("WebGL view", w), ("plotly view", p)):
         if "timeout" in r:
             print(f"{name}: {r['timeout']}")
