@@ -388,11 +388,10 @@ class ApproximateIndex:
                     d2[ci == self_rows[rows, None]] = np.inf
                 order = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.argsort(d2, axis=1)
                 # ... and the k kept measured from their differences, which cancel nothing
+                # (a query's own row, at infinity among at least k + 1 candidates, is never among them)
                 diff = np.take_along_axis(block, order[:, :, None], 1)
                 diff -= qc[rows][:, None, :]
                 best = np.einsum("ijk,ijk->ij", diff, diff).astype(np.float64)
-                if self_rows is not None:
-                    best[np.take_along_axis(ci, order, 1) == self_rows[rows, None]] = np.inf
                 final = np.argsort(best, axis=1, kind="stable")
                 dist[rows] = np.sqrt(np.take_along_axis(best, final, 1))
                 idx[rows] = np.take_along_axis(np.take_along_axis(ci, order, 1), final, 1)

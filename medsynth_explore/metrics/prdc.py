@@ -33,6 +33,9 @@ from .knn import _block_rows, _note, choose_route, features_hash, knn, memo, sel
 
 __all__ = ["sq_dists", "knn_radii", "prdc"]
 
+#: How many times more candidates the approximate route looks at for a full ball or a real point in no ball.
+WIDER = 4
+
 
 def knn_radii(x: Any, k: int = 5, squared: bool = False) -> np.ndarray:
     """Distance from each row to its k-th nearest other row.
@@ -146,10 +149,10 @@ def _ball_members(centres: np.ndarray, others: np.ndarray, radii_sq: np.ndarray,
     hit = np.zeros(len(others), bool)
     rows = np.arange(len(centres))
     m = min(max(candidates, 1), len(others))
-    first = None
     for attempt in range(2):
         res = knn(centres[rows], others, m, "approximate", seed, what=what if not attempt else what + " (full balls, wider)")
-        first = res if first is None else first
+        if not attempt:
+            first = res
         inside = res.distances**2 < radii_sq[rows, None]
         full = inside[:, -1] if m < len(others) else np.zeros(len(rows), bool)
         done = ~full
@@ -158,7 +161,7 @@ def _ball_members(centres: np.ndarray, others: np.ndarray, radii_sq: np.ndarray,
         rows = rows[full]
         if not len(rows) or m >= len(others):
             break
-        m = min(4 * m, len(others))
+        m = min(WIDER * m, len(others))
     if len(rows):
         _note(what + " (full balls, exact)", len(rows), len(others), others.shape[1], 0, "exact")
         o64 = others.astype(np.float64)
@@ -192,7 +195,7 @@ def _prdc_approximate(real: np.ndarray, fake: np.ndarray, k: int, seed: int, can
     in_real_balls, fake_hit, near = _ball_members(real32, fake32, r_real, candidates, seed, "prdc real balls")
     real_hit = (near.distances**2 < r_fake[near.indices]).any(axis=1)
     miss = np.flatnonzero(~real_hit)  # few: looked at again with four times as many synthetic points
-    wider = min(4 * near.indices.shape[1], len(fake32))
+    wider = min(WIDER * near.indices.shape[1], len(fake32))
     if len(miss) and wider > near.indices.shape[1]:
         again = knn(real32[miss], fake32, wider, "approximate", seed, what="prdc recall (not yet in a ball, wider)")
         real_hit[miss] = (again.distances**2 < r_fake[again.indices]).any(axis=1)
