@@ -112,6 +112,25 @@ def test_umap_kernels_of_placement_use_numba_disk_cache():
         assert isinstance(kernel._cache, FunctionCache), kernel
 
 
+def test_background_warm_up_imports_umap_before_its_thread_starts():
+    """The thread only compiles: importing in it raced the caller's own scipy imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from medsynth_explore.session import warm_up_umap\n"
+        "assert 'umap.umap_' not in sys.modules\n"
+        "t = warm_up_umap(background=True)\n"
+        "imported = [m for m in ('umap.umap_', 'umap.layouts', 'scipy.sparse', 'pynndescent') if m in sys.modules]\n"
+        "t.join()\n"
+        "print(','.join(imported))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().split(",") == ["umap.umap_", "umap.layouts", "scipy.sparse", "pynndescent"]
+
+
 # ------------------------------------------------------------------ the WebGL scatter
 def test_scatter_javascript_ships_in_the_package_and_fetches_nothing():
     js = importlib.resources.files("medsynth_explore.widgets").joinpath("scatter.js").read_text()

@@ -116,10 +116,16 @@ def warm_up_umap(background: bool = True):
     load it in a second or two. ``make install`` and Binder's ``postBuild``
     run it once; the Explorer calls it in a background thread when it opens.
     Returns the thread (or None when run in the foreground).
+
+    umap and its dependencies (scipy, scikit-learn, numba, pynndescent) are
+    imported in the caller's thread before any thread starts: an import
+    running in a background thread while the caller imports scipy for
+    itself hands one of them a half-initialised module (``KeyError:
+    'scipy'``). Only the compiling runs in the background.
     """
+    enable_umap_cache()  # imports umap here, in the caller's thread
 
     def work() -> None:
-        enable_umap_cache()
         rng = np.random.default_rng(0)
         for n in (64, SMALL_MAP + 104):
             x = rng.normal(size=(n, 8)).astype(np.float32)
