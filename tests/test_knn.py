@@ -229,3 +229,20 @@ def test_exact_route_with_given_norms_equals_the_plain_search():
     np.testing.assert_array_equal(given.distances, plain.distances)
     with pytest.raises(MetricError, match="one squared norm per data row"):
         K.knn(q, x, 4, route="exact", data_sq=np.ones(3))
+
+
+def test_session_metrics_take_the_route_asked_for():
+    from medsynth_explore.data import ImageSet
+    from medsynth_explore.session import Session
+
+    rng = np.random.default_rng(3)
+    s = Session(reference=ImageSet(rng.random((40, 1, 8, 8)).astype(np.float32)), generators=[], encoder="pixels")
+    s.add_samples(ImageSet(rng.random((30, 1, 8, 8)).astype(np.float32)), "mine")
+    values = {}
+    for route in ("exact", "approximate"):
+        with K.record_routes() as log:
+            values[route] = s.metrics("mine", ["prdc"], k=3, knn_route=route)
+        assert {e["route"] for e in log} == {route}
+    assert values["approximate"] == pytest.approx(values["exact"], abs=0.05)
+    with pytest.raises(MetricError, match="knn route"):
+        s.metrics("mine", ["prdc"], knn_route="fast")

@@ -328,6 +328,7 @@ class Session:
         real_mask=None,
         synthetic_mask=None,
         k: int = 5,
+        knn_route: str = "auto",
     ) -> dict[str, float]:
         """Distribution metrics of the kept synthetic images against the reference.
 
@@ -335,7 +336,11 @@ class Session:
         (:func:`medsynth_explore.metrics.list_metrics`); a value with a
         spread (KID) comes with it (``kid_std``). ``real_mask`` /
         ``synthetic_mask`` (boolean arrays) restrict either side, e.g. to a
-        lasso selection or a subgroup.
+        lasso selection or a subgroup. ``knn_route`` picks the neighbour
+        search of the k-NN metrics (``"auto"``: exact up to the size where
+        the approximate route is faster, see
+        :func:`medsynth_explore.metrics.knn.choose_route`; ``"exact"``;
+        ``"approximate"``).
         """
         from ..metrics.registry import compute_metrics, with_spreads
 
@@ -349,7 +354,14 @@ class Session:
             raise DataError(
                 f"metrics need at least 2 images on each side; have {len(real)} real and {len(syn)} synthetic. Generate more."
             )
-        return compute_metrics(with_spreads(names), real, syn, seed=self.seed, k=analyses._adaptive_k(k, len(syn), len(real)))
+        return compute_metrics(
+            with_spreads(names),
+            real,
+            syn,
+            seed=self.seed,
+            k=analyses._adaptive_k(k, len(syn), len(real)),
+            knn_route=knn_route,
+        )
 
     def live_metrics(self, generator: str | None = None, k: int = 5) -> dict[str, float]:
         """FID, KID, precision, recall, density and coverage from streaming states.
