@@ -381,3 +381,53 @@ def test_medmnist_npz_is_read_row_by_row_when_file_backed(tmp_path, compressed):
     np.testing.assert_allclose(eager.images[:7, 0] * 255, arrays["train_images"], atol=1e-4)
     small = load_dataset(tmp_path / "m.npz", lazy=True, size=14)
     assert small.shape == (10, 1, 14, 14)
+
+
+def test_the_quick_header_read_agrees_with_pil_or_leaves_the_file_to_it(tmp_path):
+    from medsynth_explore.data import decode as D
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 255, (37, 53), dtype=np.uint8)
+    rgb = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    cases = {
+        "l.png": (Image.fromarray(grey), {}),
+        "one.png": (Image.fromarray(grey).convert("1"), {}),
+        "i16.png": (Image.fromarray((grey.astype(np.uint16) * 257)), {}),
+        "rgb.png": (Image.fromarray(rgb), {}),
+        "rgba.png": (Image.fromarray(rgb).convert("RGBA"), {}),
+        "la.png": (Image.fromarray(grey).convert("LA"), {}),
+        "p.png": (Image.fromarray(rgb).convert("P"), {}),
+        "interlaced.png": (Image.fromarray(grey), {"interlace": 1}),
+        "l.jpg": (Image.fromarray(grey), {"quality": 90}),
+        "rgb.jpg": (Image.fromarray(rgb), {}),
+        "progressive.jpg": (Image.fromarray(rgb), {"progressive": True}),
+        "icc.jpg": (Image.fromarray(grey), {"icc_profile": bytes(100_000)}),  # frame header past 64 KiB
+        "cmyk.jpg": (Image.fromarray(rgb).convert("CMYK"), {}),
+        "rgb.tif": (Image.fromarray(rgb), {}),
+    }
+    quick = set()
+    for name, (im, opts) in cases.items():
+        p = tmp_path / name
+        im.save(p, **opts)
+        with Image.open(p) as ref:
+            expect = (ref.size, ref.mode in D._GREY_MODES, ref.format)
+        got = D._quick_probe(p)
+        if got is not None:
+            info, ended = got
+            assert ((info.width, info.height), info.grey, info.format) == expect, name
+            assert ended, name
+            quick.add(name)
+        assert D.probe_image(p) == D.ImageInfo(*expect[0], D.probe_image(p).mode, expect[2])
+    # the common files of real data sets take the quick path; the unusual ones are left to PIL
+    assert {"l.png", "i16.png", "rgb.png", "l.jpg", "rgb.jpg", "progressive.jpg"} <= quick
+    assert not {"cmyk.jpg", "rgb.tif", "icc.jpg"} & quick
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((tmp_path / "l.jpg").read_bytes()[:-300])
+    with pytest.raises(DataError, match="end marker is missing"):
+        D.probe_image(cut)
+    big = tmp_path / "big.png"
+    data = bytearray((tmp_path / "l.png").read_bytes())
+    data[16:24] = (40_000).to_bytes(4, "big") * 2  # declares 40,000 x 40,000 pixels
+    big.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="above the limit"):
+        D.probe_image(big)

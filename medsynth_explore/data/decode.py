@@ -194,6 +194,74 @@ def _tail_ok(path: Any, fmt: str) -> bool:
         return marker in fh.read()
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_MODES = {(0, 1): "1", (0, 2): "L", (0, 4): "L", (0, 8): "L", (0, 16): "I;16", (2, 8): "RGB", (2, 16): "RGB"}
+_PNG_MODES.update({(3, b): "P" for b in (1, 2, 4, 8)})
+_PNG_MODES.update({(4, 8): "LA", (4, 16): "LA", (6, 8): "RGBA", (6, 16): "RGBA"})
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic coding).
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_HEAD_BYTES = 65536
+
+
+def _jpeg_frame(head: bytes) -> Optional[tuple[int, int, int, int]]:
+    """``(precision, height, width, components)`` of a JPEG's first frame header, or None when not in ``head``."""
+    i = 2
+    while i + 4 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        seg = int.from_bytes(head[i + 2 : i + 4], "big")
+        if marker in _JPEG_SOF:
+            if seg < 8 or i + 10 > len(head):
+                return None
+            b = head[i + 4 : i + 10]
+            return b[0], int.from_bytes(b[1:3], "big"), int.from_bytes(b[3:5], "big"), b[5]
+        if marker == 0xDA or seg < 2:  # scan data before any frame header: let PIL decide
+            return None
+        i += 2 + seg
+    return None
+
+
+def _quick_probe(path: Any) -> Optional[tuple[ImageInfo, bool]]:
+    """Header and end marker of a plain PNG or 8-bit JPEG read directly, or None to let PIL look.
+
+    One open, two reads (the first 64 KiB and the last 1 KiB), no PIL: half
+    the time of :func:`PIL.Image.open` plus the end check (34 against 67 us
+    a 512 px JPEG here), which counts at 10^5 files. Anything
+    unusual (other formats, 12-bit or CMYK JPEGs, a frame header past the
+    first 64 KiB, a malformed chunk) returns None and takes PIL's path.
+    Returns the header and whether the end marker is there.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+        if len(head) < _HEAD_BYTES:
+            tail = head[-_TAIL_BYTES:]
+        else:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - _TAIL_BYTES))
+            tail = fh.read()
+    if head.startswith(_PNG_SIGNATURE):
+        if len(head) < 33 or head[12:16] != b"IHDR" or int.from_bytes(head[8:12], "big") != 13:
+            return None
+        w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        mode = _PNG_MODES.get((head[25], head[24]))
+        if mode is None or head[26] or head[27] or head[28] > 1:  # unknown type, compression, filter or interlace
+            return None
+        return ImageInfo(w, h, mode, "PNG"), b"IEND" in tail
+    if head.startswith(b"\xff\xd8\xff"):
+        frame = _jpeg_frame(head)
+        if frame is None or frame[0] != 8 or frame[3] not in (1, 3):
+            return None
+        return ImageInfo(frame[2], frame[1], "L" if frame[3] == 1 else "RGB", "JPEG"), b"\xff\xd9" in tail
+    return None
+
+
 def probe_image(path: Any, pixel_limit: int = PIXEL_LIMIT) -> ImageInfo:
     """Read an image file's header (not its pixels) and check that it can be decoded safely.
 
@@ -230,6 +298,21 @@ def probe_image(path: Any, pixel_limit: int = PIXEL_LIMIT) -> ImageInfo:
     """
     from PIL import Image
 
+    try:
+        quick = _quick_probe(path)
+    except OSError as exc:
+        raise DataError(f"cannot read image {str(path)!r}: {exc}") from exc
+    if quick is not None:
+        info, ok = quick
+        w, h = info.width, info.height
+        if w < 1 or h < 1:
+            raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): it declares {w}x{h} pixels.")
+        if w * h > pixel_limit:
+            raise _pixel_error(path, w, h, pixel_limit)
+        if not ok:
+            why = f"its {info.format} end marker is missing"
+            raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {why}.")
+        return info
     try:
         with Image.open(path) as im:
             w, h = im.size
