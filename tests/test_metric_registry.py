@@ -179,3 +179,22 @@ def test_directions_drive_the_worst_group():
     assert GroupResult("fid", 0.0, frame, R.higher_is_better("fid")).worst() == "c"
     assert GroupResult("coverage", 0.0, frame, R.higher_is_better("coverage")).worst() == "a"
     assert R.with_spreads(["kid", "fid"]) == ["kid", "kid_std", "fid"]
+
+
+def test_warnings_once_shows_each_caveat_once_even_when_the_block_raises():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    real, syn = rng.normal(size=(20, 30)), rng.normal(size=(20, 30))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with R.warnings_once():
+            for _ in range(3):
+                R.compute_metrics(["fid"], real, syn)  # 20 samples in 30 dimensions: rank-deficient
+    assert [str(w.message).split(":")[0] for w in seen] == ["FID from 20 samples in 30 dimensions"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(MetricError), R.warnings_once():
+            R.compute_metrics(["fid"], real, syn)
+            R.compute_metrics(["fid"], real, syn[:1])
+    assert len(seen) == 1

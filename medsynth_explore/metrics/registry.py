@@ -44,6 +44,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
@@ -70,6 +71,7 @@ __all__ = [
     "default_outputs",
     "with_spreads",
     "compute_metrics",
+    "warnings_once",
     "streaming_state",
     "streaming_class",
 ]
@@ -593,6 +595,39 @@ class MetricEngine:
                         raise
                     out.update({k: float("nan") for k in metric.output_names})
         return out
+
+
+@contextlib.contextmanager
+def warnings_once():
+    """Within the block, each distinct warning (category and text) is shown once, at the end.
+
+    A loop that measures several generators with the same settings (the
+    trilemma, a collapse chain) would otherwise repeat the same caveat, such
+    as FID's rank-deficiency warning, once per generator: the metrics' own
+    ``catch_warnings`` blocks reset Python's once-per-place memory.
+
+    Examples
+    --------
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     with warnings_once():
+    ...         for _ in range(3):
+    ...             warnings.warn("same caveat", RuntimeWarning)
+    >>> len(seen)
+    1
+    """
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:  # shown under the caller's filters, also when the block raised
+        seen = set()
+        for w in caught:
+            key = (w.category, str(w.message))
+            if key not in seen:
+                seen.add(key)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=w.filename)
 
 
 def compute_metrics(names, real: Any, synthetic: Any, train: Any = None, seed: int = 0, **settings: Any) -> dict:

@@ -196,21 +196,22 @@ def privacy(session: Any, generator: str | None = None, quantile: float = 0.01) 
 # ------------------------------------------------------------------ trilemma
 def trilemma(session: Any, n: int = 64, seed: int = 0, names: Sequence[str] | None = None, callback=None) -> pd.DataFrame:
     """Speed, quality and coverage of every loaded generator, measured now (see :meth:`Session.trilemma`)."""
-    from ..metrics.registry import compute_metrics
+    from ..metrics.registry import compute_metrics, warnings_once
 
     rows = []
     real = session.reference_features()
     names = list(names or session.generators)
-    for j, name in enumerate(names):
-        gen = session.generators[name]
-        t0 = time.perf_counter()
-        out = gen.sample(n, seed=seed)
-        seconds = time.perf_counter() - t0
-        feats = session.encoder.encode(out.images)
-        values = compute_metrics(TRILEMMA_METRICS, real, feats, seed=session.seed, k=_adaptive_k(5, n))
-        rows.append({"generator": name, "family": gen.card.get("family"), "images_per_s": n / seconds, **values, "n": n})
-        if callback is not None and callback(j + 1, len(names)) is False:
-            break
+    with warnings_once():  # one caveat per kind (FID's rank warning), not one per generator
+        for j, name in enumerate(names):
+            gen = session.generators[name]
+            t0 = time.perf_counter()
+            out = gen.sample(n, seed=seed)
+            seconds = time.perf_counter() - t0
+            feats = session.encoder.encode(out.images)
+            values = compute_metrics(TRILEMMA_METRICS, real, feats, seed=session.seed, k=_adaptive_k(5, n))
+            rows.append({"generator": name, "family": gen.card.get("family"), "images_per_s": n / seconds, **values, "n": n})
+            if callback is not None and callback(j + 1, len(names)) is False:
+                break
     return pd.DataFrame(rows)
 
 
