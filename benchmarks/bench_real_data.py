@@ -19,7 +19,8 @@ What it measures, each in a fresh process (peak RSS is that process's
 Encoders: the default one (``phantomcxr-clip``) and a ViT-B/16-sized random
 network (``timm`` ``vit_base_patch16_224``, no weights), on a smaller set
 (``--heavy-n``) because every route takes minutes per thousand images on a CPU.
-The pipeline target: ours at least 90% of the slower stage measured alone.
+The pipeline target: ours at least 90% of the slower stage measured alone. Each stage alone is
+run ``--stage-repeats`` times (default 3), interleaved, and its best rate is the one compared.
 
 The images are written once (PhantomCXR cohorts upscaled to 512 px with
 per-image noise, as 8-bit JPEGs) into ``--data`` (default
@@ -286,6 +287,7 @@ def table(rows: dict, encoder: str, n_real: int, n_syn: int) -> str:
         base = f"{r['baseline_rss_mb']:,.0f}"
         lines.append(f"| {label} | {r['images_per_s']:,.1f} | {r['seconds']:,.1f} | {peak} | {base} | {fid} |")
     lines.append("")
+    lines.append(f"stage rates of every try (img/s): decode {dec.get('tries')}, encoder {enc.get('tries')}; the best is shown")
     lines.append(
         f"pipeline / slower stage: {ours['images_per_s'] / slower:.2f} (target >= 0.90); "
         f"peak RSS {ours['peak_rss_mb']:,.0f} MB (target <= 2,048); load average at the end {os.getloadavg()[0]:.1f}"
@@ -310,6 +312,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--stage-n", type=int, default=2048, help="images for the stage-alone rates")
+    p.add_argument("--stage-repeats", type=int, default=3, help="runs of each stage alone; the best rate is kept")
     p.add_argument("--skip-peers", action="store_true")
     p.add_argument("--encoders", default="default,vit-b16-random", help="comma-separated: default, vit-b16-random")
     p.add_argument(
@@ -361,8 +364,15 @@ def main(argv=None) -> int:
         rows = {}
         a.stage_n = min(a.stage_n, len(list(real.glob("*.jpg"))))
         with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
-            rows["decode"] = run_child("decode", a, encoder, real, syn)
-            rows["encode"] = run_child("encode", a, encoder, real, syn)
+            # each stage alone several times, interleaved, and its best rate kept: short runs on a shared
+            # machine vary by up to a fifth, and the best rate is the strictest denominator for the ratio
+            tries = {"decode": [], "encode": []}
+            for _ in range(max(1, a.stage_repeats)):
+                for stage in tries:
+                    tries[stage].append(run_child(stage, a, encoder, real, syn))
+            for stage, runs in tries.items():
+                rows[stage] = max(runs, key=lambda r: r["images_per_s"])
+                rows[stage]["tries"] = [round(r["images_per_s"], 1) for r in runs]
             rows["ours"] = run_child("ours", a, encoder, real, syn, cache=cache)
             rows["ours-cached"] = run_child("ours-cached", a, encoder, real, syn, cache=cache)
         if not a.skip_peers:
