@@ -365,7 +365,7 @@ def main(argv=None) -> int:
         a.stage_n = min(a.stage_n, len(list(real.glob("*.jpg"))))
         with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
             # each stage alone several times, interleaved, and its best rate kept: short runs on a shared
-            # machine vary by up to a fifth, and the best rate is the strictest denominator for the ratio
+            # machine vary by up to a third, and the best rate is the strictest denominator for the ratio
             tries = {"decode": [], "encode": []}
             for _ in range(max(1, a.stage_repeats)):
                 for stage in tries:

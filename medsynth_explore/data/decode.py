@@ -182,9 +182,13 @@ def _pixel_error(path: Any, w: int, h: int, limit: int) -> DataError:
     )
 
 
+#: What the last bytes of a complete file hold, by format (a cheap truncation check).
+_END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}
+
+
 def _tail_ok(path: Any, fmt: str) -> bool:
     """Whether a PNG ends with its IEND chunk and a JPEG with its EOI marker (a cheap truncation check)."""
-    marker = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}.get(fmt)
+    marker = _END_MARKERS.get(fmt)
     if marker is None:
         return True
     with open(path, "rb") as fh:
@@ -253,12 +257,12 @@ def _quick_probe(path: Any) -> Optional[tuple[ImageInfo, bool]]:
         mode = _PNG_MODES.get((head[25], head[24]))
         if mode is None or head[26] or head[27] or head[28] > 1:  # unknown type, compression, filter or interlace
             return None
-        return ImageInfo(w, h, mode, "PNG"), b"IEND" in tail
+        return ImageInfo(w, h, mode, "PNG"), _END_MARKERS["PNG"] in tail
     if head.startswith(b"\xff\xd8\xff"):
         frame = _jpeg_frame(head)
         if frame is None or frame[0] != 8 or frame[3] not in (1, 3):
             return None
-        return ImageInfo(frame[2], frame[1], "L" if frame[3] == 1 else "RGB", "JPEG"), b"\xff\xd9" in tail
+        return ImageInfo(frame[2], frame[1], "L" if frame[3] == 1 else "RGB", "JPEG"), _END_MARKERS["JPEG"] in tail
     return None
 
 
@@ -303,34 +307,30 @@ def probe_image(path: Any, pixel_limit: int = PIXEL_LIMIT) -> ImageInfo:
     except OSError as exc:
         raise DataError(f"cannot read image {str(path)!r}: {exc}") from exc
     if quick is not None:
-        info, ok = quick
-        w, h = info.width, info.height
-        if w < 1 or h < 1:
-            raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): it declares {w}x{h} pixels.")
-        if w * h > pixel_limit:
-            raise _pixel_error(path, w, h, pixel_limit)
-        if not ok:
-            why = f"its {info.format} end marker is missing"
-            raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {why}.")
-        return info
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            info = ImageInfo(int(w), int(h), str(im.mode), str(im.format or "?"))
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"image {str(path)!r} is a possible decompression bomb, refused: {exc}") from exc
-    except Exception as exc:  # any failure to parse a user's file is a data problem
-        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {type(exc).__name__}: {exc}") from exc
-    if info.width < 1 or info.height < 1:
+        info, ended = quick
+    else:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                info = ImageInfo(int(w), int(h), str(im.mode), str(im.format or "?"))
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"image {str(path)!r} is a possible decompression bomb, refused: {exc}") from exc
+        except Exception as exc:  # any failure to parse a user's file is a data problem
+            raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {type(exc).__name__}: {exc}") from exc
+        ended = None  # the end is read below, once the header has passed
+    w, h = info.width, info.height
+    if w < 1 or h < 1:
         raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): it declares {w}x{h} pixels.")
-    if info.width * info.height > pixel_limit:
-        raise _pixel_error(path, info.width, info.height, pixel_limit)
-    try:
-        ok = _tail_ok(path, info.format)
-    except OSError as exc:
-        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {exc}") from exc
-    if not ok:
-        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): its {info.format} end marker is missing.")
+    if w * h > pixel_limit:
+        raise _pixel_error(path, w, h, pixel_limit)
+    if ended is None:
+        try:
+            ended = _tail_ok(path, info.format)
+        except OSError as exc:
+            raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {exc}") from exc
+    if not ended:
+        why = f"its {info.format} end marker is missing"
+        raise DataError(f"cannot read image {str(path)!r} (unreadable or truncated): {why}.")
     return info
 
 

@@ -602,8 +602,8 @@ def warnings_once():
     """Within the block, each distinct warning (category and text) is shown once, at the end.
 
     A loop that measures several generators with the same settings (the
-    trilemma, a collapse chain) would otherwise repeat the same caveat, such
-    as FID's rank-deficiency warning, once per generator: the metrics' own
+    trilemma) would otherwise repeat the same caveat, such as FID's
+    rank-deficiency warning, once per generator: the metrics' own
     ``catch_warnings`` blocks reset Python's once-per-place memory.
 
     Examples
