@@ -367,3 +367,27 @@ def test_paths_in_no_layout_and_devices(tmp_path):
         path = write_resnet_state_dict(tmp_path / "r.safetensors", arch="resnet18")
         with pytest.raises(CapabilityError, match="CUDA is not available"):
             get_encoder(path, arch="resnet18", device="cuda")
+
+
+@pytest.mark.parametrize("which", ["rad_dino", "biomedclip", "xrv_real"])
+def test_streamed_sets_give_the_same_features_with_the_resize_in_the_decoding_threads(which, request, tmp_path):
+    """Each format's geometry (shorter-side resize and crop, XRayCenterCrop) run image by image in the decoding
+    threads gives exactly the features of the whole batch prepared in the encoder's thread."""
+    import pandas as pd
+
+    from medsynth_explore import load_dataset
+    from medsynth_explore.data import ImageSet, write_folder
+
+    fixture = request.getfixturevalue(which)
+    enc = get_encoder(fixture[0] if which == "xrv_real" else fixture, allow_pickle=True)
+    grey = _smooth(5, 70, 90, seed=3)
+    colour = np.concatenate([grey, grey[:, :, ::-1] * 0.9, grey * 0.5], axis=1)
+    for x in (grey, colour):  # resample is idempotent and prepare(resample(x)) == prepare(x)
+        r = enc.resample(enc.as_tensor(x))
+        assert r.shape[1] in (1, enc.channels) and tuple(r.shape[-2:]) == tuple(enc.input_size)
+        np.testing.assert_array_equal(enc.resample(r).numpy(), r.numpy())
+        np.testing.assert_array_equal(enc.prepare(r).numpy(), enc.prepare(x).numpy())
+    folder = write_folder(ImageSet(grey, pd.DataFrame({"i": range(5)})), tmp_path / "ds")
+    lazy = load_dataset(folder, lazy=True)
+    assert enc.decode_transform() is not None and lazy.file_backed
+    np.testing.assert_array_equal(enc.encode(lazy, batch_size=2), enc.encode(lazy.to_memory().images, batch_size=2))

@@ -158,6 +158,51 @@ def test_encoders_stream_a_file_backed_set_with_the_same_features(folder):
     assert got == [(5, 12), (10, 12), (12, 12)]
 
 
+def test_decoding_threads_resize_for_the_encoder_and_hand_over_small_batches(folder):
+    s, path = folder
+    lazy = load_dataset(path, lazy=True)
+    enc = PixelEncoder(size=8)
+    t = enc.decode_transform()
+    assert t(np.zeros((3, 16, 16), np.float32)).shape == (1, 8, 8)  # colour averaged, resized: one image in, one out
+    streamed = list(lazy.batches(5, workers=2, transform=t))
+    assert [b.shape for b in streamed] == [(5, 1, 8, 8), (5, 1, 8, 8), (2, 1, 8, 8)]
+    np.testing.assert_array_equal(np.concatenate(streamed), enc.resample(enc.as_tensor(s.images)).numpy())
+    # the same contract in memory and for a concatenation, whole or read at chosen positions
+    np.testing.assert_array_equal(np.concatenate(list(s.batches(5, transform=t))), np.concatenate(streamed))
+    both = ImageSet.concat([lazy, lazy[:3]])
+    assert both.file_backed
+    np.testing.assert_array_equal(np.concatenate(list(both.batches(4, transform=t)))[12:], np.concatenate(streamed)[:3])
+    picked = np.concatenate(list(both._source.batches(2, positions=[13, 0, 7], transform=t)))
+    np.testing.assert_array_equal(picked, np.concatenate(streamed)[[1, 0, 7]])
+
+    seen = []
+
+    class Spy(PixelEncoder):
+        def normalise(self, x):
+            seen.append(tuple(x.shape))
+            return super().normalise(x)
+
+    spy = Spy(size=8)
+    np.testing.assert_array_equal(spy.encode(lazy, batch_size=5), enc.encode(s.images, batch_size=5))
+    assert seen == [(5, 1, 8, 8), (5, 1, 8, 8), (2, 1, 8, 8)]  # the encoder's thread got 8 x 8 images, not 16 x 16
+
+
+def test_an_encoder_with_its_own_prepare_gets_the_decoded_images_as_they_are(folder):
+    s, path = folder
+    lazy = load_dataset(path, lazy=True)
+    seen = []
+
+    class OwnPrepare(PixelEncoder):  # geometry that resample() does not know: it must see the files' own size
+        def prepare(self, batch):
+            seen.append(tuple(batch.shape[-2:]))
+            return super().prepare(np.asarray(batch)[..., 4:, 4:])
+
+    enc = OwnPrepare(size=8)
+    assert enc.decode_transform() is None
+    np.testing.assert_array_equal(enc.encode(lazy, batch_size=6), enc.encode(s.images, batch_size=6))
+    assert set(seen) == {(16, 16)}
+
+
 def test_feature_cache_keys_files_by_identity_and_reads_no_pixel_the_second_time(folder, tmp_path, monkeypatch):
     s, path = folder
     cache = FeatureCache(tmp_path / "fc")

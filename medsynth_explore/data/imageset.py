@@ -270,13 +270,21 @@ class ImageSet:
             return np.ascontiguousarray(self._images[pos])
         return self._source.read(pos, workers=workers)
 
-    def batches(self, batch_size: int = 64, workers: Optional[int] = None, prefetch: int = 2) -> Iterator[np.ndarray]:
+    def batches(
+        self, batch_size: int = 64, workers: Optional[int] = None, prefetch: int = 2, transform: Any = None
+    ) -> Iterator[np.ndarray]:
         """Images in order, ``batch_size`` at a time, as float32 arrays (B, C, H, W).
 
         In memory: views of the array, no copy. File-backed: decoded by
         ``workers`` threads (default :func:`~medsynth_explore.data.sources.default_workers`)
         with at most ``prefetch`` batches ready ahead of the consumer, so
         memory stays near ``(prefetch + 2) * batch_size`` images whatever N is.
+
+        ``transform(image) -> image`` is applied to each float32 (C, H, W)
+        image: for a file-backed set in the thread that decoded it (an
+        encoder's :meth:`~medsynth_explore.features.Encoder.decode_transform`
+        resizes there, so the batches are at the network's size); in memory,
+        in the caller's thread.
 
         Raises
         ------
@@ -288,9 +296,10 @@ class ImageSet:
             raise DataError(f"batch_size must be at least 1, got {batch_size}.")
         if self._images is not None:
             for s in range(0, len(self._images), bs):
-                yield self._images[s : s + bs]
+                b = self._images[s : s + bs]
+                yield b if transform is None else np.stack([transform(a) for a in b]).astype(np.float32, copy=False)
             return
-        yield from self._source.batches(bs, workers=workers, prefetch=prefetch)
+        yield from self._source.batches(bs, workers=workers, prefetch=prefetch, transform=transform)
 
     def to_memory(self) -> "ImageSet":
         """An in-memory copy (for a file-backed set: every image decoded, within :func:`memory_limit`)."""

@@ -44,6 +44,9 @@ import numpy as np
 
 from ..errors import DataError
 
+#: a per-image function run in the decoding threads: float32 (C, H, W) in, float32 (c, h, w) out
+Transform = Callable[[np.ndarray], np.ndarray]
+
 __all__ = [
     "ImageSource",
     "FileSource",
@@ -125,15 +128,15 @@ class ImageSource:
     def _decode_one(self, position: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _fill(self, out: np.ndarray, rows: Sequence[int], positions: Sequence[int]) -> None:
+    def _fill(self, out: np.ndarray, rows: Sequence[int], positions: Sequence[int], transform: Optional[Transform] = None):
         for r, p in zip(rows, positions):
             a = self._decode_one(int(p))
-            if a.shape != out.shape[1:]:
+            if a.shape != self.item_shape:
                 raise DataError(
-                    f"{self.name(int(p))} decoded to shape {a.shape}, expected {out.shape[1:]}; "
+                    f"{self.name(int(p))} decoded to shape {a.shape}, expected {self.item_shape}; "
                     "the file changed since the set was loaded, or load with size= to resize every image."
                 )
-            out[r] = a
+            out[r] = a if transform is None else transform(a)
 
     def name(self, position: int) -> str:
         """A human-readable name of one image (its file), for messages."""
@@ -162,6 +165,7 @@ class ImageSource:
         workers: Optional[int] = None,
         prefetch: int = 2,
         positions: Any = None,
+        transform: Optional[Transform] = None,
     ) -> Iterator[np.ndarray]:
         """Decoded batches in order, at most ``prefetch`` batches decoded ahead of the consumer.
 
@@ -177,6 +181,12 @@ class ImageSource:
             0 decodes each batch in the caller's thread when it is asked for.
         positions : array of int, optional
             Read only these images, in this order.
+        transform : callable, optional
+            ``transform(image) -> image`` on each decoded float32 (C, H, W)
+            image, in the decoding thread that decoded it, while the image is
+            still in that core's cache (an encoder's resize,
+            :meth:`~medsynth_explore.features.Encoder.decode_transform`). It
+            must give every image the same shape; the batches hold its output.
 
         Yields
         ------
@@ -191,9 +201,15 @@ class ImageSource:
         if not starts:
             return
         workers = default_workers() if workers is None else max(1, int(workers))
+        shape = self.item_shape if transform is None else _transformed_shape(transform, self.item_shape)
+
+        def read(p):  # one whole batch in one thread (a source that reads sequentially)
+            b = self.read(p, workers=1)
+            return b if transform is None else _apply(transform, b, shape)
+
         if not self.background or int(prefetch) < 1:  # in the caller's thread, one batch at a time
             for s in starts:
-                yield self.read(pos[s : s + bs], workers=1)
+                yield read(pos[s : s + bs])
             return
         # even one worker decodes in a background thread, so that decoding overlaps the consumer's work;
         # a source that reads sequentially (parallel = False) gets exactly one such thread
@@ -202,20 +218,11 @@ class ImageSource:
         pending: deque = deque()
         failed = threading.Event()
 
-        def fill(out, rows, p):
+        def guarded(task, *args):
             if failed.is_set():  # a batch already failed: do no more work (and never hand this one over)
                 raise _Skipped
             try:
-                self._fill(out, rows, p)
-            except BaseException:
-                failed.set()
-                raise
-
-        def read(p):
-            if failed.is_set():
-                raise _Skipped
-            try:
-                return self.read(p, workers=1)
+                return task(*args)
             except BaseException:
                 failed.set()
                 raise
@@ -223,11 +230,14 @@ class ImageSource:
         def schedule(s):
             p = pos[s : s + bs]
             if not self.parallel:
-                pending.append((None, [ex.submit(read, p)]))
+                pending.append((None, [ex.submit(guarded, read, p)]))
                 return
-            out = np.empty((len(p), *self.item_shape), np.float32)
+            out = np.empty((len(p), *shape), np.float32)
             per = max(1, -(-len(p) // workers))
-            futures = [ex.submit(fill, out, range(a, min(a + per, len(p))), p[a : a + per]) for a in range(0, len(p), per)]
+            futures = [
+                ex.submit(guarded, self._fill, out, range(a, min(a + per, len(p))), p[a : a + per], transform)
+                for a in range(0, len(p), per)
+            ]
             pending.append((out, futures))
 
         try:
@@ -251,6 +261,22 @@ class ImageSource:
         finally:
             failed.set()
             ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _transformed_shape(transform: Transform, item_shape: tuple) -> tuple:
+    """The shape ``transform`` gives an image of ``item_shape`` (tried on zeros once)."""
+    out = np.asarray(transform(np.zeros(item_shape, np.float32)))
+    if out.ndim != 3:
+        raise DataError(f"a batch transform must return one (C, H, W) image; it returned shape {out.shape}.")
+    return tuple(int(v) for v in out.shape)
+
+
+def _apply(transform: Transform, batch: np.ndarray, shape: tuple) -> np.ndarray:
+    """``transform`` applied to each image of ``batch`` (k, C, H, W)."""
+    out = np.empty((len(batch), *shape), np.float32)
+    for i, a in enumerate(batch):
+        out[i] = transform(a)
+    return out
 
 
 class _Skipped(Exception):
@@ -517,6 +543,10 @@ class ConcatSource(ImageSource):
         k = int(self._locate(np.array([position]))[0])
         return self.parts[k].name(position - int(self._offsets[k]))
 
+    def _decode_one(self, position: int) -> np.ndarray:  # batches(positions=...) decodes image by image
+        k = int(self._locate(np.array([position]))[0])
+        return self.parts[k].read([position - int(self._offsets[k])], workers=1)[0]
+
     def read(self, positions: Any, workers: Optional[int] = None) -> np.ndarray:
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)
         out = np.empty((len(pos), *self.item_shape), np.float32)
@@ -526,15 +556,15 @@ class ConcatSource(ImageSource):
             out[sel] = self.parts[int(k)].read(pos[sel] - self._offsets[int(k)], workers=workers)
         return out
 
-    def batches(self, batch_size=64, workers=None, prefetch=2, positions=None) -> Iterator[np.ndarray]:
+    def batches(self, batch_size=64, workers=None, prefetch=2, positions=None, transform=None) -> Iterator[np.ndarray]:
         if positions is not None:
-            yield from ImageSource.batches(self, batch_size, workers, prefetch, positions)
+            yield from ImageSource.batches(self, batch_size, workers, prefetch, positions, transform)
             return
         # each part streams in its own way; batches are re-cut to batch_size across part boundaries
         carry: list[np.ndarray] = []
         have = 0
         for p in self.parts:
-            for b in p.batches(batch_size, workers, prefetch):
+            for b in p.batches(batch_size, workers, prefetch, transform=transform):
                 carry.append(b)
                 have += len(b)
                 while have >= batch_size:

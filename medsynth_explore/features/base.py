@@ -97,9 +97,15 @@ def file_hash(path: Any, n_chars: int = 12) -> str:
     return h.hexdigest()[:n_chars]
 
 
-def _batches(images: Any, batch_size: int):
-    """(N, iterator of float32 batches) of an ImageSet (streamed) or an array (checked once, sliced)."""
+def _batches(images: Any, batch_size: int, transform: Any = None):
+    """(N, iterator of float32 batches) of an ImageSet (streamed) or an array (checked once, sliced).
+
+    ``transform`` (per image) is run in the decoding threads of a file-backed
+    set; an in-memory set or array is handed over as it is.
+    """
     if hasattr(images, "batches") and hasattr(images, "metadata") and hasattr(images, "shape"):
+        if transform is not None and getattr(images, "file_backed", False):
+            return len(images), images.batches(batch_size, transform=transform)
         return len(images), images.batches(batch_size)
     arr = to_image_array(images)
     return len(arr), (arr[s : s + batch_size] for s in range(0, len(arr), batch_size))
@@ -223,8 +229,65 @@ class Encoder:
     def _forward(self, x):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement _forward(batch_tensor).")
 
+    def as_tensor(self, batch: Any):
+        """``batch`` as a float32 torch tensor on :attr:`device` (a view where it already is one)."""
+        import torch
+
+        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+        return x.to(device=self.device, dtype=torch.float32)
+
+    def resample(self, x: Any):
+        """The per-image part of :meth:`prepare`: channel reduction, crop and resize.
+
+        Takes a float32 tensor (B, C, H, W) and returns one of (B, c, h, w)
+        on the same device, where c is 1 or :attr:`channels`: a grey image
+        stays one channel (:meth:`normalise` repeats it, a third of the
+        interpolation work). Each image's result depends on that image
+        alone, so a file-backed set runs it in its decoding threads, one
+        image at a time, right after decoding (:meth:`decode_transform`).
+        It is idempotent, and ``prepare(resample(x))`` equals ``prepare(x)``.
+
+        Subclasses with their own geometry (a centre crop, a shorter-side
+        resize) override this and, where needed, :meth:`normalise`; not
+        :meth:`prepare`.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from medsynth_explore.features import PixelEncoder
+        >>> tuple(PixelEncoder(size=4).resample(torch.zeros(2, 3, 8, 8)).shape)
+        (2, 1, 4, 4)
+        """
+        import torch.nn.functional as F
+
+        c = x.shape[1]
+        if c != self.channels:
+            if c == 3 and self.channels == 1:
+                x = x.mean(dim=1, keepdim=True)
+            elif not (c == 1 and self.channels == 3):
+                raise FeatureError(
+                    f"{type(self).__name__} expects 1 or 3 channel images it can convert to {self.channels}; got {c} channels."
+                )
+        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+    def normalise(self, x: Any):
+        """The rest of :meth:`prepare` on resampled images: grey repeated to 3 channels, ``(x - mean) / std``, precision."""
+        import torch
+
+        if x.shape[1] == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        if self.mean is not None:
+            mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        if self.dtype is not None and x.dtype != self.dtype:
+            x = x.to(self.dtype)
+        return x.contiguous()
+
     def prepare(self, batch: Any):
-        """Channel conversion, resize and normalisation of a batch (torch tensor out).
+        """Channel conversion, resize and normalisation of a batch (torch tensor out): ``normalise(resample(batch))``.
 
         Parameters
         ----------
@@ -236,33 +299,36 @@ class Encoder:
         >>> tuple(PixelEncoder(size=4).prepare(np.zeros((2, 3, 8, 8), np.float32)).shape)
         (2, 1, 4, 4)
         """
-        import torch
-        import torch.nn.functional as F
+        return self.normalise(self.resample(self.as_tensor(batch)))
 
-        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
-        x = x.to(device=self.device, dtype=torch.float32)
-        c = x.shape[1]
-        repeat = False
-        if c != self.channels:
-            if c == 1 and self.channels == 3:
-                repeat = True  # after the resize: the same values, a third of the interpolation work
-            elif c == 3 and self.channels == 1:
-                x = x.mean(dim=1, keepdim=True)
-            else:
-                raise FeatureError(
-                    f"{type(self).__name__} expects 1 or 3 channel images it can convert to {self.channels}; got {c} channels."
-                )
-        if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
-            x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
-        if repeat:
-            x = x.expand(-1, 3, -1, -1)
-        if self.mean is not None:
-            mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-            std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-            x = (x - mean) / std
-        if self.dtype is not None and x.dtype != self.dtype:
-            x = x.to(self.dtype)
-        return x.contiguous()
+    def decode_transform(self) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+        """What a file-backed set's decoding threads apply to each image for this encoder, or None.
+
+        On the CPU it is :meth:`resample` of one image (float32 (C, H, W) in
+        and out): the threads that decode also resize, while the encoder's
+        own thread runs only the network, and the batches handed over hold
+        images at the network's size rather than the files'. On an
+        accelerator it is None: resizing is cheap there and the CPU is
+        better left to decoding. Also None for a subclass that overrides
+        :meth:`prepare` itself, whose geometry :meth:`resample` does not know.
+
+        Examples
+        --------
+        >>> from medsynth_explore.features import PixelEncoder
+        >>> PixelEncoder(size=4).decode_transform()(np.zeros((3, 8, 8), np.float32)).shape
+        (1, 4, 4)
+        """
+        if type(self).prepare is not Encoder.prepare or str(self.device) != "cpu":
+            return None
+
+        def one(image: np.ndarray) -> np.ndarray:
+            import torch
+
+            with torch.no_grad():
+                x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+                return self.resample(x)[0].contiguous().numpy()
+
+        return one
 
     def encode(self, images: Any, batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> np.ndarray:
         """Features of ``images``, one row per image.
@@ -272,7 +338,9 @@ class Encoder:
         images : ImageSet or array-like, shape (N, C, H, W), values in [0, 1]
             An ImageSet is read batch by batch (:meth:`ImageSet.batches`): a
             file-backed set never holds more than a few batches of pixels,
-            and its files are decoded in worker threads while the network runs.
+            and its files are decoded, and on the CPU resized to
+            :attr:`input_size` (:meth:`decode_transform`), in worker threads
+            while the network runs. The features are the same either way.
         batch_size : int, optional
             Images per forward pass (default :attr:`default_batch_size`).
         callback : callable, optional
@@ -300,15 +368,15 @@ class Encoder:
         bs = self.default_batch_size if batch_size is None else int(batch_size)
         if bs < 1:
             raise FeatureError(f"batch_size must be at least 1, got {batch_size}.")
-        n, batches = _batches(images, bs)
+        n, batches = _batches(images, bs, self.decode_transform())
         out = np.empty((n, self.dim), dtype=np.float32)
         module = getattr(self, "model", None)
         if module is not None and hasattr(module, "eval"):
             module.eval()
         start = 0
         with torch.no_grad():
-            for batch in batches:  # a file-backed set decodes the next batches in threads meanwhile
-                x = self.prepare(batch)
+            for batch in batches:  # a file-backed set decodes (and resamples) the next batches in threads meanwhile
+                x = self.prepare(batch)  # on resampled images only normalise() does work
                 y = self._forward(x)
                 y = y.reshape(len(x), -1).detach().float().cpu().numpy()
                 if y.shape[1] != self.dim:

@@ -244,28 +244,14 @@ class TransformersImageEncoder(Encoder):
             parts.append(f"(x - mean) / std with mean={self.mean} and std={self.std} from preprocessor_config.json")
         return "; ".join(parts)
 
-    def prepare(self, batch: Any):
-        """Channels, resize, centre crop and normalisation as the folder's ``preprocessor_config.json`` says."""
-        import numpy as np
-        import torch
-
-        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
-        x = x.to(device=self.device, dtype=torch.float32)
+    def resample(self, x: Any):
+        """Channels, then resize and centre crop as ``preprocessor_config.json`` says (a grey image stays one channel)."""
         c = x.shape[1]
-        if c == 1 and self.channels == 3:
-            x = x.expand(-1, 3, -1, -1)
-        elif c == 3 and self.channels == 1:
+        if c == 3 and self.channels == 1:
             x = x.mean(dim=1, keepdim=True)
-        elif c != self.channels:
+        elif c != self.channels and not (c == 1 and self.channels == 3):
             raise FeatureError(f"{type(self).__name__} expects 1 or 3 channel images; got {c} channels.")
-        x = resize_and_crop(x, self.prep["resize"], self.prep["crop"], self.prep["mode"])
-        if self.mean is not None:
-            mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-            std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-            x = (x - mean) / std
-        if self.dtype is not None:
-            x = x.to(self.dtype)
-        return x.contiguous()
+        return resize_and_crop(x, self.prep["resize"], self.prep["crop"], self.prep["mode"])
 
     def _forward(self, x):
         out = self.model(pixel_values=x)

@@ -376,24 +376,13 @@ class OpenCLIPFolderEncoder(Encoder):
             f"and std={self.std} from open_clip_config.json"
         )
 
-    def prepare(self, batch: Any):
-        """Channels, open_clip's resize (shorter side) and centre crop, normalisation."""
-        import numpy as np
-        import torch
-
+    def resample(self, x: Any):
+        """open_clip's resize (shorter side) and centre crop; a grey image stays one channel until :meth:`normalise`."""
         from .hf_image import resize_and_crop
 
-        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
-        x = x.to(device=self.device, dtype=torch.float32)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        elif x.shape[1] != 3:
+        if x.shape[1] not in (1, 3):
             raise FeatureError(f"{type(self).__name__} expects 1 or 3 channel images; got {x.shape[1]} channels.")
-        x = resize_and_crop(x, ("short", self.input_size[0]), self.input_size, self.interpolation)
-        mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        x = (x - mean) / std
-        return (x.to(self.dtype) if self.dtype is not None else x).contiguous()
+        return resize_and_crop(x, ("short", self.input_size[0]), self.input_size, self.interpolation)
 
     def _forward(self, x):
         return self.model.encode_image(x, normalize=True)

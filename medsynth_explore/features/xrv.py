@@ -477,17 +477,14 @@ class XRVDenseNetEncoder(Encoder):
             "bilinear interpolation and antialiasing; intensities mapped from [0, 1] to [-1024, 1024] (TorchXRayVision's range)"
         )
 
-    def prepare(self, batch: Any):
-        """Centre square crop (TorchXRayVision's ``XRayCenterCrop``), then the base class's channel, resize and scaling."""
-        import torch
-
-        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+    def resample(self, x: Any):
+        """Centre square crop (TorchXRayVision's ``XRayCenterCrop``), then the base class's channel reduction and resize."""
         h, w = x.shape[-2:]
         if h != w:
             s = min(h, w)
             top, left = h // 2 - s // 2, w // 2 - s // 2
             x = x[..., top : top + s, left : left + s]
-        return super().prepare(x)
+        return super().resample(x)
 
     def _forward(self, x):
         return self.model.pooled(x)
