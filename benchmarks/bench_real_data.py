@@ -189,6 +189,29 @@ def child(a: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         enc.encode(x, batch_size=a.batch_size)
         out["images"] = len(x)
+    elif a.mode == "interleaved":  # the three, on short runs of distinct files in turn, so that drift cancels
+        data = load_dataset(str(real), lazy=True)
+        t = enc.decode_transform()
+        c = a.chunk
+        if len(data) < 3 * c * a.cycles:
+            raise SystemExit(f"--cycles {a.cycles} of --chunk {c} need {3 * c * a.cycles} real images; there are {len(data)}")
+        enc.encode(data[:8])  # warm-up
+        cycles = []
+        t0 = time.perf_counter()
+        for k in range(a.cycles):
+            part = [data[(3 * k + j) * c : (3 * k + j + 1) * c] for j in range(3)]
+            x = np.concatenate(list(part[1].batches(a.batch_size, workers=a.workers, transform=t)))
+            t1 = time.perf_counter()
+            for _ in part[0].batches(a.batch_size, workers=a.workers, transform=t):
+                pass
+            t2 = time.perf_counter()
+            enc.encode(x, batch_size=a.batch_size)
+            t3 = time.perf_counter()
+            enc.encode(part[2], batch_size=a.batch_size)
+            t4 = time.perf_counter()
+            cycles.append({"decode": c / (t2 - t1), "encode": c / (t3 - t2), "pipeline": c / (t4 - t3)})
+        out["cycles"] = cycles
+        out["images"] = 3 * c * a.cycles
     elif a.mode == "cleanfid":
         from cleanfid import fid as cfid
 
@@ -243,7 +266,7 @@ def run_child(mode: str, a: argparse.Namespace, encoder: str, real: Path, syn: P
         env["MEDSYNTH_MEMORY_LIMIT"] = a.memory_limit
     cmd = [sys.executable, str(HERE), "--child", mode, "--encoder", encoder, "--real", str(real), "--synthetic", str(syn)]
     cmd += ["--threads", str(a.threads), "--workers", str(a.workers), "--batch-size", str(a.batch_size)]
-    cmd += ["--stage-n", str(a.stage_n)]
+    cmd += ["--stage-n", str(a.stage_n), "--cycles", str(a.cycles), "--chunk", str(a.chunk)]
     if cache:
         cmd += ["--cache", cache]
     t0 = time.perf_counter()
@@ -306,6 +329,24 @@ def table(rows: dict, encoder: str, n_real: int, n_syn: int) -> str:
     return "\n".join(lines)
 
 
+def interleaved_table(cycles: list, encoder: str, chunk: int) -> str:
+    """Each cycle's rates and ratio, their median and spread."""
+    ratios = [cy["pipeline"] / min(cy["decode"], cy["encode"]) for cy in cycles]
+    med = {k: float(np.median([cy[k] for cy in cycles])) for k in ("decode", "encode", "pipeline")}
+    q1, q3 = np.percentile(ratios, [25, 75])
+    return "\n".join(
+        [
+            f"**{encoder}**, {len(cycles)} cycles of {chunk} images each for decode alone, encoder alone and the streamed "
+            "`encode` (distinct files, one after the other, one process)",
+            "",
+            f"median rates (img/s): decode + resize {med['decode']:,.1f}, encoder {med['encode']:,.1f}, "
+            f"streamed encode {med['pipeline']:,.1f}",
+            f"pipeline / slower stage per cycle: {', '.join(f'{r:.2f}' for r in ratios)}",
+            f"median {float(np.median(ratios)):.2f} (quartiles {q1:.2f} - {q3:.2f}; target >= 0.90)",
+        ]
+    )
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=50_000, help="real images (default 50,000)")
@@ -336,6 +377,14 @@ def main(argv=None) -> int:
     p.add_argument("--real")
     p.add_argument("--synthetic")
     p.add_argument("--cache", default="")
+    p.add_argument(
+        "--cycles",
+        type=int,
+        default=0,
+        help="also run this many cycles of (decode alone, encoder alone, the streamed encode) on --chunk distinct images "
+        "each, one after the other in one process: each cycle's ratio compares runs seconds apart",
+    )
+    p.add_argument("--chunk", type=int, default=512)
     a = p.parse_args(argv)
     a.workers = a.workers or max(1, (os.cpu_count() or 1) - a.threads)
     if a.child:
@@ -390,6 +439,10 @@ def main(argv=None) -> int:
                 for d, e, o in zip(tries["decode"], tries["encode"], tries["ours"])
             ]
             rows["ours-cached"] = run_child("ours-cached", a, encoder, real, syn, cache=cache)
+        if a.cycles:
+            inter = run_child("interleaved", a, encoder, real, syn)
+            outputs.append(interleaved_table(inter["cycles"], encoder, a.chunk))
+            print("\n" + outputs[-1] + "\n", flush=True)
         if not a.skip_peers:
             rows["cleanfid"] = run_child("cleanfid", a, encoder, real, syn)
             rows["torchmetrics"] = run_child("torchmetrics", a, encoder, real, syn)

@@ -11,6 +11,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -316,18 +317,17 @@ def _load_side(source: str, a: argparse.Namespace, real: bool):
 @_evaluate_args.register
 def _evaluate(a: argparse.Namespace) -> int:
     from .evaluate import evaluate
+    from .threads import streaming_threads
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     real = _load_side(a.real, a, real=True)
-    report = evaluate(
-        real,
-        _load_side(a.synthetic, a, real=False),
-        encoder=a.encoder,
-        metrics=split(a.metrics),
-        by=split(a.by),
-        seed=a.seed,
-        train=_load_side(a.train, a, real=True) if a.train else None,
-    )
+    synthetic = _load_side(a.synthetic, a, real=False)
+    train = _load_side(a.train, a, real=True) if a.train else None
+    streamed = [s for s in (real, synthetic, train) if getattr(s, "file_backed", False)]
+    with streaming_threads() if streamed else contextlib.nullcontext() as torch_threads:
+        if torch_threads is not None:  # this process is ours: the decoding threads get the cores torch does not use
+            print(f"streaming {sum(len(s) for s in streamed):,} images from disk: torch on {torch_threads} thread(s)")
+        report = evaluate(real, synthetic, encoder=a.encoder, metrics=split(a.metrics), by=split(a.by), seed=a.seed, train=train)
     if real.provenance.get("skipped"):
         print(f"left out {len(real.provenance['skipped'])} unreadable real image file(s); see the report's provenance")
     report.to_json(a.out)

@@ -235,3 +235,41 @@ def test_train_gan_continues_a_checkpoint_with_a_mismatch_weight(tmp_path, capsy
         main(["train", "--model", "vae", "--data", "phantomcxr", "--n", "8", "--out", str(second), "--mismatch-weight", "1"]) == 2
     )
     assert "--mismatch-weight applies to --model gan only" in capsys.readouterr().err
+
+
+def test_evaluate_of_streamed_folders_gives_torch_half_the_cores_and_puts_it_back(tmp_path, capsys, monkeypatch):
+    import os
+
+    import torch
+
+    import medsynth_explore.evaluate as evaluate_module
+
+    for name, seed in (("real", 1), ("syn", 2)):
+        assert main(["simulate", "--n", "24", "--size", "32", "--seed", str(seed), "--out", str(tmp_path / name)]) == 0
+    seen = []
+    real_evaluate = evaluate_module.evaluate
+
+    def spy(real, synthetic, **kw):
+        seen.append((torch.get_num_threads(), real.file_backed))
+        return real_evaluate(real, synthetic, **kw)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", spy)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2 * before + 2)  # half of it differs from torch's setting now
+    args = ["evaluate", "--real", str(tmp_path / "real"), "--synthetic", str(tmp_path / "syn"), "--encoder", "pixels"]
+    args += ["--metrics", "fid", "--out", str(tmp_path / "r.json")]
+
+    monkeypatch.setenv("MEDSYNTH_MEMORY_LIMIT", "16KB")  # both folders stream from disk
+    assert main(args) == 0
+    assert f"streaming 48 images from disk: torch on {before + 1} thread(s)" in capsys.readouterr().out
+    assert seen[-1] == (before + 1, True) and torch.get_num_threads() == before
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(before))  # the user's own setting is kept
+    assert main(args) == 0
+    assert "streaming" not in capsys.readouterr().out and seen[-1] == (before, True)
+
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("MEDSYNTH_MEMORY_LIMIT")  # in memory: nothing to share, nothing changed
+    assert main(args) == 0
+    assert "streaming" not in capsys.readouterr().out and seen[-1] == (before, False)

@@ -500,15 +500,15 @@ class XRVDenseNetEncoder(Encoder):
         import torch
 
         from ..data.labels import CHEXPERT_LABELS, NIH_LABELS
-        from .base import to_image_array
+        from .base import _batches
 
-        arr = to_image_array(images)
         bs = batch_size or self.default_batch_size
+        _, batches = _batches(images, bs, self.decode_transform())  # a file-backed set streams, resized in its threads
         outs = []
         self.model.eval()
         with torch.no_grad():
-            for a in range(0, len(arr), bs):
-                logits = self.model(self.prepare(arr[a : a + bs])).float().cpu()
+            for batch in batches:
+                logits = self.model(self.prepare(batch)).float().cpu()
                 p = torch.sigmoid(logits)
                 if self.op_threshs is not None:
                     t = self.op_threshs.expand_as(p)
