@@ -169,6 +169,11 @@ def child(a: argparse.Namespace) -> dict:
 
     enc = build_encoder(a.encoder)
     real, syn = Path(a.real), Path(a.synthetic)
+    transform = enc.decode_transform()
+
+    def decoded(ds):  # what the decoding threads hand over in ours: decoded, and resized to the encoder's size
+        return ds.batches(a.batch_size, workers=a.workers, transform=transform)
+
     t0 = time.perf_counter()
     # what every route holds before it reads an image: Python, torch, the package and the encoder's weights
     out: dict = {"mode": a.mode, "baseline_rss_mb": _rss_now_mb()}
@@ -177,21 +182,19 @@ def child(a: argparse.Namespace) -> dict:
         rep = evaluate(str(real), str(syn), encoder=enc, metrics=["fid"], n_boot=0, cache=cache, thumbnails=0)
         out.update(fid=rep.value("fid"), images=rep.provenance["n_real"] + rep.provenance["n_synthetic"])
         out["file_backed"] = bool(rep.provenance["real"].get("file_backed", False))
-    elif a.mode == "decode":  # what the decoding threads do in ours: decode, and resize to the encoder's size
+    elif a.mode == "decode":
         data = load_dataset(str(real), lazy=True)[: a.stage_n]
         t0 = time.perf_counter()
-        n = sum(len(b) for b in data.batches(a.batch_size, workers=a.workers, transform=enc.decode_transform()))
-        out["images"] = n
+        out["images"] = sum(len(b) for b in decoded(data))
     elif a.mode == "encode":  # what the encoder's thread does in ours: the network on images decoded and resized before
         data = load_dataset(str(real), lazy=True)[: a.stage_n]
-        x = np.concatenate(list(data.batches(a.batch_size, workers=a.workers, transform=enc.decode_transform())))
+        x = np.concatenate(list(decoded(data)))
         enc.encode(x[: min(8, len(x))])  # warm-up
         t0 = time.perf_counter()
         enc.encode(x, batch_size=a.batch_size)
         out["images"] = len(x)
     elif a.mode == "interleaved":  # the three, on short runs of distinct files in turn, so that drift cancels
         data = load_dataset(str(real), lazy=True)
-        t = enc.decode_transform()
         c = a.chunk
         if len(data) < 3 * c * a.cycles:
             raise SystemExit(f"--cycles {a.cycles} of --chunk {c} need {3 * c * a.cycles} real images; there are {len(data)}")
@@ -200,9 +203,9 @@ def child(a: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         for k in range(a.cycles):
             part = [data[(3 * k + j) * c : (3 * k + j + 1) * c] for j in range(3)]
-            x = np.concatenate(list(part[1].batches(a.batch_size, workers=a.workers, transform=t)))
+            x = np.concatenate(list(decoded(part[1])))
             t1 = time.perf_counter()
-            for _ in part[0].batches(a.batch_size, workers=a.workers, transform=t):
+            for _ in decoded(part[0]):
                 pass
             t2 = time.perf_counter()
             enc.encode(x, batch_size=a.batch_size)

@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .hashing import hash_array, image_keys
+from .sources import apply_transform, transformed_shape
 
 __all__ = ["ImageSet", "as_image_array", "hash_array", "image_keys", "memory_limit", "DEFAULT_MEMORY_LIMIT"]
 
@@ -295,9 +296,10 @@ class ImageSet:
         if bs < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}.")
         if self._images is not None:
+            shape = None if transform is None else transformed_shape(transform, self._images.shape[1:])
             for s in range(0, len(self._images), bs):
                 b = self._images[s : s + bs]
-                yield b if transform is None else np.stack([transform(a) for a in b]).astype(np.float32, copy=False)
+                yield b if transform is None else apply_transform(transform, b, shape)
             return
         yield from self._source.batches(bs, workers=workers, prefetch=prefetch, transform=transform)
 

@@ -201,11 +201,11 @@ class ImageSource:
         if not starts:
             return
         workers = default_workers() if workers is None else max(1, int(workers))
-        shape = self.item_shape if transform is None else _transformed_shape(transform, self.item_shape)
+        shape = self.item_shape if transform is None else transformed_shape(transform, self.item_shape)
 
         def read(p):  # one whole batch in one thread (a source that reads sequentially)
             b = self.read(p, workers=1)
-            return b if transform is None else _apply(transform, b, shape)
+            return b if transform is None else apply_transform(transform, b, shape)
 
         if not self.background or int(prefetch) < 1:  # in the caller's thread, one batch at a time
             for s in starts:
@@ -263,7 +263,7 @@ class ImageSource:
             ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _transformed_shape(transform: Transform, item_shape: tuple) -> tuple:
+def transformed_shape(transform: Transform, item_shape: tuple) -> tuple:
     """The shape ``transform`` gives an image of ``item_shape`` (tried on zeros once)."""
     out = np.asarray(transform(np.zeros(item_shape, np.float32)))
     if out.ndim != 3:
@@ -271,7 +271,7 @@ def _transformed_shape(transform: Transform, item_shape: tuple) -> tuple:
     return tuple(int(v) for v in out.shape)
 
 
-def _apply(transform: Transform, batch: np.ndarray, shape: tuple) -> np.ndarray:
+def apply_transform(transform: Transform, batch: np.ndarray, shape: tuple) -> np.ndarray:
     """``transform`` applied to each image of ``batch`` (k, C, H, W)."""
     out = np.empty((len(batch), *shape), np.float32)
     for i, a in enumerate(batch):
@@ -539,13 +539,18 @@ class ConcatSource(ImageSource):
             return pieces[0]
         return ConcatSource(pieces or [self.parts[0].take(np.empty(0, np.int64))])
 
-    def name(self, position: int) -> str:
+    def _part_of(self, position: int) -> tuple[ImageSource, int]:
+        """The part holding ``position`` and the position within it."""
         k = int(self._locate(np.array([position]))[0])
-        return self.parts[k].name(position - int(self._offsets[k]))
+        return self.parts[k], position - int(self._offsets[k])
+
+    def name(self, position: int) -> str:
+        part, local = self._part_of(position)
+        return part.name(local)
 
     def _decode_one(self, position: int) -> np.ndarray:  # batches(positions=...) decodes image by image
-        k = int(self._locate(np.array([position]))[0])
-        return self.parts[k].read([position - int(self._offsets[k])], workers=1)[0]
+        part, local = self._part_of(position)
+        return part.read([local], workers=1)[0]
 
     def read(self, positions: Any, workers: Optional[int] = None) -> np.ndarray:
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)

@@ -260,16 +260,26 @@ class Encoder:
         """
         import torch.nn.functional as F
 
-        c = x.shape[1]
-        if c != self.channels:
-            if c == 3 and self.channels == 1:
-                x = x.mean(dim=1, keepdim=True)
-            elif not (c == 1 and self.channels == 3):
-                raise FeatureError(
-                    f"{type(self).__name__} expects 1 or 3 channel images it can convert to {self.channels}; got {c} channels."
-                )
+        x = self.reduce_channels(x)
         if self.input_size is not None and tuple(x.shape[-2:]) != tuple(self.input_size):
             x = F.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+    def reduce_channels(self, x: Any):
+        """RGB averaged to grey for a 1-channel network; grey kept as one channel (:meth:`normalise` repeats it).
+
+        Raises
+        ------
+        FeatureError
+            Channels other than 1 or 3.
+        """
+        c = x.shape[1]
+        if c == 3 and self.channels == 1:
+            return x.mean(dim=1, keepdim=True)
+        if c != self.channels and not (c == 1 and self.channels == 3):
+            raise FeatureError(
+                f"{type(self).__name__} expects 1 or 3 channel images it can convert to {self.channels}; got {c} channels."
+            )
         return x
 
     def normalise(self, x: Any):

@@ -246,12 +246,7 @@ class TransformersImageEncoder(Encoder):
 
     def resample(self, x: Any):
         """Channels, then resize and centre crop as ``preprocessor_config.json`` says (a grey image stays one channel)."""
-        c = x.shape[1]
-        if c == 3 and self.channels == 1:
-            x = x.mean(dim=1, keepdim=True)
-        elif c != self.channels and not (c == 1 and self.channels == 3):
-            raise FeatureError(f"{type(self).__name__} expects 1 or 3 channel images; got {c} channels.")
-        return resize_and_crop(x, self.prep["resize"], self.prep["crop"], self.prep["mode"])
+        return resize_and_crop(self.reduce_channels(x), self.prep["resize"], self.prep["crop"], self.prep["mode"])
 
     def _forward(self, x):
         out = self.model(pixel_values=x)

@@ -380,9 +380,7 @@ class OpenCLIPFolderEncoder(Encoder):
         """open_clip's resize (shorter side) and centre crop; a grey image stays one channel until :meth:`normalise`."""
         from .hf_image import resize_and_crop
 
-        if x.shape[1] not in (1, 3):
-            raise FeatureError(f"{type(self).__name__} expects 1 or 3 channel images; got {x.shape[1]} channels.")
-        return resize_and_crop(x, ("short", self.input_size[0]), self.input_size, self.interpolation)
+        return resize_and_crop(self.reduce_channels(x), ("short", self.input_size[0]), self.input_size, self.interpolation)
 
     def _forward(self, x):
         return self.model.encode_image(x, normalize=True)
