@@ -331,6 +331,54 @@ def test_paths_outside_the_data_folder_are_refused(tmp_path):
         load_dataset(root)
 
 
+def test_resolve_listed_agrees_with_resolving_each_path_whole(tmp_path):
+    """Folders resolved once per folder give what Path.resolve gives per file: links, '..', loops, missing files."""
+    from medsynth_explore.data.paths import resolve_listed
+
+    root, outside = tmp_path / "data", tmp_path / "elsewhere"
+    (root / "sub" / "deep").mkdir(parents=True)
+    outside.mkdir()
+    for p in (root / "a.png", root / "sub" / "b.png", root / "sub" / "deep" / "c.png", outside / "o.png"):
+        p.write_bytes(b"")
+    os.symlink(outside, root / "out_dir")  # a folder link that leaves the root
+    os.symlink(root / "sub", root / "in_dir")  # one that stays inside
+    os.symlink(root / "sub" / "b.png", root / "sub" / "deep" / "link_b.png")
+    os.symlink(root / "loop1", root / "loop2")
+    os.symlink(root / "loop2", root / "loop1")
+    listed = [
+        "a.png",
+        "sub/b.png",
+        "sub\\deep\\c.png",
+        "./sub//deep/./c.png",
+        "sub/deep/../b.png",
+        "in_dir/deep/c.png",
+        "in_dir/../a.png",
+        "sub/deep/link_b.png",
+        "sub/missing.png",
+        "nowhere/missing.png",
+        "out_dir/o.png",
+        "out_dir/../data/a.png",
+        "sub/..",
+    ]
+    for text in listed:
+        expected = (root / text.replace("\\", "/")).resolve()
+        inside = expected == root.resolve() or root.resolve() in expected.parents
+        if inside:
+            assert resolve_listed(root, [text]) == [expected], text
+        else:
+            with pytest.raises(DataError, match="outside the data folder"):
+                resolve_listed(root, [text])
+        assert resolve_listed(root, [text], allow_outside_root=True) == [expected], text
+    assert resolve_listed(root, listed[:9]) == [(root / t.replace("\\", "/")).resolve() for t in listed[:9]]  # one cache
+    try:  # a link loop: Python 3.11 and 3.12 raise on it, later versions resolve it as far as they can
+        expected = (root / "loop1" / "x.png").resolve()
+    except RuntimeError:
+        with pytest.raises(DataError, match="cannot resolve"):
+            resolve_listed(root, ["loop1/x.png"])
+    else:
+        assert resolve_listed(root, ["loop1/x.png"], allow_outside_root=True) == [expected]
+
+
 def _png_header_only(path, w, h):
     """A PNG that declares w x h grey pixels but holds a few bytes of data (what a bomb's header looks like)."""
 

@@ -89,8 +89,11 @@ def _probe_all(paths: Sequence[Path], kind: str, pixel_limit: int, voi: Any, wor
     with quiet_bomb_warnings():
         if workers <= 1 or len(paths) < 16:
             return [one(p) for p in paths]
+        # a few hundred files per task: one future per file would cost more than the header it reads
+        step = max(64, -(-len(paths) // (workers * 8)))
         with ThreadPoolExecutor(workers, thread_name_prefix="medsynth-probe") as ex:
-            return list(ex.map(one, paths, chunksize=64))
+            parts = [ex.submit(lambda a: [one(p) for p in paths[a : a + step]], a) for a in range(0, len(paths), step)]
+            return [r for f in parts for r in f.result()]
 
 
 def _infer_channels(paths, infos, kind) -> int:
@@ -159,7 +162,7 @@ def build_file_set(
     if not isinstance(pixel_limit, (int, np.integer)) or isinstance(pixel_limit, bool) or pixel_limit < 1:
         raise DataError(f"pixel_limit must be a positive integer, got {pixel_limit!r}.")
     root = Path(root)
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     names = [str(n) for n in (names if names is not None else [p.name for p in paths])]
     if len(metadata) != len(paths):
         raise DataError(f"{len(metadata)} metadata rows for {len(paths)} files.")

@@ -32,7 +32,8 @@ medsynth_explore.errors.DataError: ...'../x.png'...outside the data folder...
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+import stat
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -58,7 +59,10 @@ def is_inside(path: Path, root: Path) -> bool:
 
 
 def _parts(text: str) -> tuple[str, ...]:
-    return PurePosixPath(text.replace("\\", "/")).parts
+    """The components of a listed path (``/`` or ``\\`` separators; empty and ``.`` components dropped, ``..`` kept)."""
+    t = text.replace("\\", "/")
+    rest = tuple(c for c in t.split("/") if c and c != ".")
+    return ("/", *rest) if t.startswith("/") else rest
 
 
 def resolve_listed(
@@ -94,6 +98,9 @@ def resolve_listed(
         Empty path, NUL byte, absolute path, or a path outside ``root``.
     """
     root_r = Path(root).expanduser().resolve()
+    root_s = str(root_r)
+    inside = root_s.rstrip(os.sep) + os.sep  # a resolved path below the root starts with this
+    real_dirs: dict[str, str] = {}  # each folder is resolved once, not once per file in it
     out: list[Path] = []
     for line, raw in enumerate(paths):
         text = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw)
@@ -106,21 +113,43 @@ def resolve_listed(
         absolute = rel.startswith("/") or (len(rel) > 1 and rel[1] == ":" and rel[0].isalpha())
         if absolute and not allow_outside_root:
             raise DataError(
-                f"{row} lists an absolute path {text!r}; paths must be relative to the data folder {str(root_r)!r}. "
+                f"{row} lists an absolute path {text!r}; paths must be relative to the data folder {root_s!r}. "
                 "Pass allow_outside_root=True to read it anyway."
             )
-        p = Path(rel) if absolute else root_r / Path(*_parts(rel))
+        joined = str(Path(rel)) if absolute else os.path.join(root_s, *_parts(rel))
         try:
-            resolved = p.resolve()
+            resolved = _resolve(joined, real_dirs)
         except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
             raise DataError(f"{row}: cannot resolve {text!r}: {exc}") from exc
-        if not allow_outside_root and not is_inside(resolved, root_r):
+        if not allow_outside_root and resolved != root_s and not resolved.startswith(inside):
             raise DataError(
-                f"{row} lists {text!r}, which resolves to {str(resolved)!r}, outside the data folder {str(root_r)!r}. "
+                f"{row} lists {text!r}, which resolves to {resolved!r}, outside the data folder {root_s!r}. "
                 "Paths in a CSV must stay inside the folder given; pass allow_outside_root=True to read it anyway."
             )
-        out.append(resolved)
+        out.append(Path(resolved))
     return out
+
+
+def _resolve(joined: str, real_dirs: dict[str, str]) -> str:
+    """``Path(joined).resolve()`` as a string, resolving each folder once (``real_dirs`` caches them).
+
+    The file's own name is followed only when it is a symbolic link (one
+    ``lstat``); ``..`` and links anywhere in the folder part are resolved
+    by the folder's own resolution, so the result is the same as resolving
+    the whole path.
+    """
+    head, name = os.path.split(joined)
+    if name in ("", ".", ".."):
+        return str(Path(joined).resolve())
+    real = real_dirs.get(head)
+    if real is None:
+        real = real_dirs[head] = str(Path(head).resolve())
+    full = os.path.join(real, name)
+    try:
+        link = stat.S_ISLNK(os.lstat(full).st_mode)
+    except OSError:  # missing or unreadable: resolved as far as it exists, as Path.resolve does
+        return full
+    return str(Path(full).resolve()) if link else full
 
 
 def strip_dataset_folder(paths: Sequence[str], root: Any, prefixes: Sequence[str] = ()) -> tuple[list[str], Path, str | None]:
