@@ -168,6 +168,7 @@ def child(a: argparse.Namespace) -> dict:
     from medsynth_explore import evaluate, load_dataset
 
     enc = build_encoder(a.encoder)
+    a.batch_size = a.batch_size or enc.default_batch_size  # every route runs the encoder on batches of one size
     real, syn = Path(a.real), Path(a.synthetic)
     transform = enc.decode_transform()
 
@@ -176,10 +177,12 @@ def child(a: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     # what every route holds before it reads an image: Python, torch, the package and the encoder's weights
-    out: dict = {"mode": a.mode, "baseline_rss_mb": _rss_now_mb()}
+    out: dict = {"mode": a.mode, "baseline_rss_mb": _rss_now_mb(), "batch_size": a.batch_size}
     if a.mode in ("ours", "ours-cached"):
         cache = a.cache if a.cache else False
-        rep = evaluate(str(real), str(syn), encoder=enc, metrics=["fid"], n_boot=0, cache=cache, thumbnails=0)
+        rep = evaluate(
+            str(real), str(syn), encoder=enc, metrics=["fid"], n_boot=0, cache=cache, thumbnails=0, batch_size=a.batch_size
+        )
         out.update(fid=rep.value("fid"), images=rep.provenance["n_real"] + rep.provenance["n_synthetic"])
         out["file_backed"] = bool(rep.provenance["real"].get("file_backed", False))
     elif a.mode == "decode":
@@ -281,7 +284,8 @@ def run_child(mode: str, a: argparse.Namespace, encoder: str, real: Path, syn: P
     out = json.loads(line)
     out["wall_s"] = time.perf_counter() - t0
     print(
-        f"  {encoder:15s} {mode:13s} {out['images']:>7,} images  {out['seconds']:8.1f} s  {out['images_per_s']:7.1f} img/s  "
+        f"  {encoder:15s} {mode:13s} {out['images']:>7,} images (batches of {out['batch_size']})  {out['seconds']:8.1f} s  "
+        f"{out['images_per_s']:7.1f} img/s  "
         f"peak {out['peak_rss_mb']:7.0f} MB (before the images {out['baseline_rss_mb']:5.0f} MB)"
         + (f"  fid {out['fid']:.5g}" if "fid" in out else ""),
         flush=True,
@@ -362,7 +366,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--workers", type=int, default=None, help="decoding threads / DataLoader workers (default: the other half of the CPUs)"
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=0, help="images per batch (default: the encoder's default_batch_size)")
     p.add_argument("--stage-n", type=int, default=2048, help="images for the stage-alone rates")
     p.add_argument(
         "--rounds", type=int, default=3, help="rounds of (decode alone, encoder alone, ours); each round gives a pipeline ratio"
@@ -398,7 +402,8 @@ def main(argv=None) -> int:
     root = a.data or Path(os.environ.get("MEDSYNTH_BENCH_DATA") or default)
     root.mkdir(parents=True, exist_ok=True)
     print(
-        f"torch threads {a.threads}, decoding workers {a.workers}, batch {a.batch_size}, {os.cpu_count()} CPUs, "
+        f"torch threads {a.threads}, decoding workers {a.workers}, batch {a.batch_size or 'the encoder default'}, "
+        f"{os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}; data in {root}"
     )
     chosen = {e.strip() for e in a.encoders.split(",") if e.strip()}

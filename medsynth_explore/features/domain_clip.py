@@ -531,6 +531,10 @@ class DomainCLIPEncoder(Encoder):
     channels = 3
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
+    #: 32 rather than the base's 64: at 64 images of 64 px the widest activations pass glibc's 32 MB ceiling for
+    #: reusing freed memory, so every batch maps fresh pages (about 120 page faults per image); at 32 none do, the
+    #: features are bit-identical and the forward pass ran 1.22-1.44x faster on one CPU thread, 1.08-1.24x on two
+    default_batch_size = 32
 
     def __init__(
         self,
