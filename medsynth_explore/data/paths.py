@@ -43,19 +43,19 @@ from ..errors import DataError
 __all__ = ["resolve_listed", "strip_dataset_folder", "is_inside", "relative_name"]
 
 
-def is_inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` is ``root`` or below it (both already resolved).
+def is_inside(path: "str | os.PathLike", root: "str | os.PathLike") -> bool:
+    """Whether ``path`` is ``root`` or below it (both already resolved; paths or their strings).
+
+    A comparison of the two texts, component by component, without
+    building ``Path`` objects: it runs once per listed file.
 
     Examples
     --------
-    >>> is_inside(Path("/a/b/c"), Path("/a/b")), is_inside(Path("/a/bc"), Path("/a/b"))
-    (True, False)
+    >>> is_inside(Path("/a/b/c"), Path("/a/b")), is_inside(Path("/a/bc"), Path("/a/b")), is_inside("/a/b", "/a/b")
+    (True, False, True)
     """
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
+    p, r = os.fspath(path), os.fspath(root)
+    return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
 
 
 def _parts(text: str) -> tuple[str, ...]:
@@ -99,7 +99,6 @@ def resolve_listed(
     """
     root_r = Path(root).expanduser().resolve()
     root_s = str(root_r)
-    inside = root_s.rstrip(os.sep) + os.sep  # a resolved path below the root starts with this
     real_dirs: dict[str, str] = {}  # each folder is resolved once, not once per file in it
     out: list[Path] = []
     for line, raw in enumerate(paths):
@@ -121,7 +120,7 @@ def resolve_listed(
             resolved = _resolve(joined, real_dirs)
         except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
             raise DataError(f"{row}: cannot resolve {text!r}: {exc}") from exc
-        if not allow_outside_root and resolved != root_s and not resolved.startswith(inside):
+        if not allow_outside_root and not is_inside(resolved, root_s):
             raise DataError(
                 f"{row} lists {text!r}, which resolves to {resolved!r}, outside the data folder {root_s!r}. "
                 "Paths in a CSV must stay inside the folder given; pass allow_outside_root=True to read it anyway."
