@@ -524,3 +524,14 @@ def test_the_quick_header_read_agrees_with_pil_or_leaves_the_file_to_it(tmp_path
     big.write_bytes(bytes(data))
     with pytest.raises(DataError, match="above the limit"):
         D.probe_image(big)
+
+
+@pytest.mark.parametrize("aspect", ["crop", "pad", "stretch"])
+def test_size_policies_take_shapes_whose_crop_box_rounds_outside_the_image(tmp_path, aspect):
+    # 47 x 61 to 24 x 16 crops a box whose left edge computes as -3.6e-15; PIL refuses any negative offset
+    Image.fromarray(np.full((61, 47), 200, np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "metadata.csv").write_text("filename\na.png\n")
+    for lazy in (False, True):
+        d = load_dataset(tmp_path, size=(16, 24), aspect=aspect, lazy=lazy)
+        assert d.shape == (1, 1, 16, 24)
+        assert np.isclose(d.read([0]).max(), 200 / 255)

@@ -37,6 +37,8 @@ Examples
 ((50.0, 0.0, 250.0, 200.0), (100, 100), (0, 0))
 >>> fit_size((300, 200), (100, 100), "pad")
 ((0.0, 0.0, 300.0, 200.0), (100, 67), (0, 16))
+>>> fit_size((47, 61), (16, 24), "crop")[0][::2]  # the whole width, never a rounding error outside it
+(0.0, 47.0)
 """
 
 from __future__ import annotations
@@ -356,8 +358,10 @@ def fit_size(src_wh: tuple[int, int], out_hw: tuple[int, int], aspect: str):
     if aspect == "crop":
         scale = max(ow / w, oh / h)
         bw, bh = ow / scale, oh / scale
-        x0, y0 = (w - bw) / 2.0, (h - bh) / 2.0
-        return (x0, y0, x0 + bw, y0 + bh), (ow, oh), (0, 0)
+        # the covering axis spans the whole image; clamped, as rounding can leave it a hair outside
+        # (47 x 61 to 24 x 16 gave x0 = -3.6e-15, which PIL refuses)
+        x0, y0 = max(0.0, (w - bw) / 2.0), max(0.0, (h - bh) / 2.0)
+        return (x0, y0, min(w, x0 + bw), min(h, y0 + bh)), (ow, oh), (0, 0)
     if aspect == "pad":
         scale = min(ow / w, oh / h)
         sw, sh = max(1, min(ow, int(round(w * scale)))), max(1, min(oh, int(round(h * scale))))
