@@ -222,16 +222,17 @@ def _image_bytes(fmt):
     fmt=st.sampled_from(["PNG", "JPEG", "TIFF", "BMP"]),
     edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
     cut=st.one_of(st.none(), st.integers(0, 10_000)),
+    name=st.sampled_from(["x.img", "x.jpg"]),  # a .jpg name takes the greyscale-JPEG decoder first
 )
-def test_any_damaged_image_file_gives_a_set_or_a_medsynth_error(fmt, edits, cut):
+def test_any_damaged_image_file_gives_a_set_or_a_medsynth_error(fmt, edits, cut, name):
     data = bytearray(_image_bytes(fmt))
     for pos, value in edits:
         data[pos % len(data)] = value
     if cut is not None:
         data = data[: cut % (len(data) + 1)]
     with _Folder() as d:
-        (d / "x.img").write_bytes(bytes(data))
-        (d / "metadata.csv").write_text("filename\nx.img\n")
+        (d / name).write_bytes(bytes(data))
+        (d / "metadata.csv").write_text(f"filename\n{name}\n")
         for kw in ({"lazy": False}, {"lazy": True}, {"size": 5, "aspect": "pad"}):
             _load(d, **kw)
 

@@ -526,6 +526,55 @@ def test_the_quick_header_read_agrees_with_pil_or_leaves_the_file_to_it(tmp_path
         D.probe_image(big)
 
 
+def test_greyscale_jpegs_decode_to_the_pixels_pil_gives(tmp_path, monkeypatch):
+    """libjpeg-turbo through simplejpeg and through PIL: the same pixels, under every size policy and channel count."""
+    from medsynth_explore.data import decode as D
+
+    rng = np.random.default_rng(1)
+    smooth = np.clip(np.cumsum(rng.normal(0, 6, (61, 47)), axis=0) + 128, 0, 255).astype(np.uint8)
+    noise = rng.integers(0, 256, (40, 72), dtype=np.uint8)
+    cases = {
+        "q95.jpg": (smooth, {"quality": 95}),
+        "q40.JPEG": (noise, {"quality": 40}),
+        "progressive.jpg": (smooth, {"progressive": True, "quality": 80}),
+        "optimised.jpe": (noise, {"optimize": True}),
+        "restarts.jpg": (smooth, {"restart_marker_blocks": 2}),
+        "rgb.jpg": (np.stack([noise, noise // 2, noise // 3], -1), {}),  # colour: PIL's path
+    }
+    settings = [D.DecodeSettings(), D.DecodeSettings(channels=3)]
+    settings += [D.DecodeSettings(size=(16, 24), aspect=a) for a in D.ASPECTS]
+    for name, (a, opts) in cases.items():
+        Image.fromarray(a).save(tmp_path / name, format="JPEG", **opts)
+        for s in settings:
+            fast = D._decode_grey_jpeg(tmp_path / name, s)
+            assert (fast is None) == (name == "rgb.jpg"), name
+            got = D.decode_image(tmp_path / name, s)
+            with monkeypatch.context() as m:
+                m.setattr(D, "_simplejpeg", lambda: None)
+                assert D._decode_grey_jpeg(tmp_path / name, s) is None
+                want = D.decode_image(tmp_path / name, s)
+            assert got.dtype == want.dtype == np.float32 and got.shape == want.shape, name
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {s}")
+    # a PNG with a JPEG name, and a damaged JPEG, are PIL's to read or to refuse
+    Image.fromarray(noise).save(tmp_path / "png.jpg", format="PNG")
+    assert D._decode_grey_jpeg(tmp_path / "png.jpg", settings[0]) is None
+    np.testing.assert_array_equal(D.decode_image(tmp_path / "png.jpg", settings[0])[0], noise / np.float32(255))
+    raw = (tmp_path / "q95.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(raw[: len(raw) // 2])
+    assert D._decode_grey_jpeg(tmp_path / "cut.jpg", settings[0]) is None
+    with pytest.raises(DataError, match=r"cut.jpg' \(unreadable or truncated\)"):
+        D.decode_image(tmp_path / "cut.jpg", settings[0])
+    # the frame header is checked against the pixel limit before a pixel is decoded
+    sof = raw.index(b"\xff\xc0")
+    big = bytearray(raw)
+    big[sof + 5 : sof + 9] = (40_000).to_bytes(2, "big") * 2  # 40,000 x 40,000
+    (tmp_path / "big.jpg").write_bytes(bytes(big))
+    with pytest.raises(DataError, match="above the limit"):
+        D._decode_grey_jpeg(tmp_path / "big.jpg", settings[0])
+    with pytest.raises(DataError, match="above the limit"):
+        D.decode_image(tmp_path / "q95.jpg", D.DecodeSettings(pixel_limit=100))
+
+
 @pytest.mark.parametrize("aspect", ["crop", "pad", "stretch"])
 def test_size_policies_take_shapes_whose_crop_box_rounds_outside_the_image(tmp_path, aspect):
     # 47 x 61 to 24 x 16 crops a box whose left edge computes as -3.6e-15; PIL refuses any negative offset
