@@ -542,9 +542,13 @@ def test_greyscale_jpegs_decode_to_the_pixels_pil_gives(tmp_path, monkeypatch):
         "rgb.jpg": (np.stack([noise, noise // 2, noise // 3], -1), {}),  # colour: PIL's path
     }
     settings = [D.DecodeSettings(), D.DecodeSettings(channels=3)]
+    smooth_q95 = None
     settings += [D.DecodeSettings(size=(16, 24), aspect=a) for a in D.ASPECTS]
     for name, (a, opts) in cases.items():
         Image.fromarray(a).save(tmp_path / name, format="JPEG", **opts)
+        if name == "q95.jpg":
+            with Image.open(tmp_path / name) as ref:
+                smooth_q95 = np.asarray(ref, np.float32) / np.float32(255)
         for s in settings:
             fast = D._decode_grey_jpeg(tmp_path / name, s)
             assert (fast is None) == (name == "rgb.jpg"), name
@@ -562,6 +566,10 @@ def test_greyscale_jpegs_decode_to_the_pixels_pil_gives(tmp_path, monkeypatch):
     raw = (tmp_path / "q95.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(raw[: len(raw) // 2])
     assert D._decode_grey_jpeg(tmp_path / "cut.jpg", settings[0]) is None
+    monkeypatch.setattr(D, "_WHOLE_READ_LIMIT", 100)  # a file above the whole-read limit is PIL's to stream
+    assert D._decode_grey_jpeg(tmp_path / "q95.jpg", settings[0]) is None
+    np.testing.assert_array_equal(D.decode_image(tmp_path / "q95.jpg", settings[0])[0], smooth_q95)
+    monkeypatch.undo()
     with pytest.raises(DataError, match=r"cut.jpg' \(unreadable or truncated\)"):
         D.decode_image(tmp_path / "cut.jpg", settings[0])
     # the frame header is checked against the pixel limit before a pixel is decoded

@@ -462,11 +462,21 @@ def _simplejpeg():
     return simplejpeg
 
 
-def _read_whole(path: Any) -> bytes:
-    """A file's bytes in one read where the system allows (4 system calls against 9 through ``open().read()``)."""
+#: Larger files take PIL's path, which reads a JPEG only as far as its end marker (a huge file is read whole
+#: by nobody); a greyscale JPEG at the default pixel limit is well below this even at quality 100.
+_WHOLE_READ_LIMIT = 256 * 2**20
+
+
+def _read_whole(path: Any, limit: Optional[int] = None) -> Optional[bytes]:
+    """A file's bytes in one read where the system allows (4 system calls against 9 through ``open().read()``).
+
+    None when the file holds more than ``limit`` bytes.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
+        if limit is not None and size > limit:
+            return None
         parts = [os.read(fd, max(size, 1))]
         while parts[-1] and sum(len(b) for b in parts) < size:  # a short read; rare on local files
             parts.append(os.read(fd, size))
@@ -489,8 +499,8 @@ def _decode_grey_jpeg(path: Any, settings: DecodeSettings) -> Optional[np.ndarra
     sj = _simplejpeg()
     if sj is None:
         return None
-    data = _read_whole(path)
-    if not data.startswith(b"\xff\xd8\xff"):
+    data = _read_whole(path, _WHOLE_READ_LIMIT)
+    if data is None or not data.startswith(b"\xff\xd8\xff"):
         return None
     frame = _jpeg_frame(data[:_HEAD_BYTES])
     if frame is None or frame[0] != 8 or frame[3] != 1 or frame[4] not in _TURBO_SOF:
