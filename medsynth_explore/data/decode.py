@@ -209,6 +209,7 @@ def _tail_ok(path: Any, fmt: str) -> bool:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
 _PNG_MODES = {(0, 1): "1", (0, 2): "L", (0, 4): "L", (0, 8): "L", (0, 16): "I;16", (2, 8): "RGB", (2, 16): "RGB"}
 _PNG_MODES.update({(3, b): "P" for b in (1, 2, 4, 8)})
 _PNG_MODES.update({(4, 8): "LA", (4, 16): "LA", (6, 8): "RGBA", (6, 16): "RGBA"})
@@ -268,7 +269,7 @@ def _quick_probe(path: Any) -> Optional[tuple[ImageInfo, bool]]:
         if mode is None or head[26] or head[27] or head[28] > 1:  # unknown type, compression, filter or interlace
             return None
         return ImageInfo(w, h, mode, "PNG"), _END_MARKERS["PNG"] in tail
-    if head.startswith(b"\xff\xd8\xff"):
+    if head.startswith(_JPEG_SIGNATURE):
         frame = _jpeg_frame(head)
         if frame is None or frame[0] != 8 or frame[3] not in (1, 3):
             return None
@@ -432,10 +433,22 @@ def pil_to_array(im) -> np.ndarray:
         a = np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo)
         return ((a - lo) / (hi - lo)).astype(np.float32) if hi > lo else np.zeros_like(a)
     if mode == "L":
-        return np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0
+        return _unit8(np.asarray(im, dtype=np.uint8))
     if mode in ("1", "LA", "La"):
-        return np.asarray(im.convert("L"), dtype=np.uint8).astype(np.float32) / 255.0
-    return np.asarray(im.convert("RGB"), dtype=np.uint8).astype(np.float32) / 255.0
+        return _unit8(np.asarray(im.convert("L"), dtype=np.uint8))
+    return _unit8(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def _unit8(a: np.ndarray) -> np.ndarray:
+    """8-bit values -> float32 in [0, 1] (divided by 255)."""
+    return a.astype(np.float32) / 255.0
+
+
+def _to_chw(a: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) colour -> (C, H, W); grey is repeated when 3 channels are asked for."""
+    if a.ndim == 2:
+        return np.repeat(a[None], channels, axis=0) if channels == 3 else a[None]
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -478,8 +491,10 @@ def _read_whole(path: Any, limit: Optional[int] = None) -> Optional[bytes]:
         if limit is not None and size > limit:
             return None
         parts = [os.read(fd, max(size, 1))]
-        while parts[-1] and sum(len(b) for b in parts) < size:  # a short read; rare on local files
+        got = len(parts[0])
+        while parts[-1] and got < size:  # a short read; rare on local files
             parts.append(os.read(fd, size))
+            got += len(parts[-1])
         return parts[0] if len(parts) == 1 else b"".join(parts)
     finally:
         os.close(fd)
@@ -500,7 +515,7 @@ def _decode_grey_jpeg(path: Any, settings: DecodeSettings) -> Optional[np.ndarra
     if sj is None:
         return None
     data = _read_whole(path, _WHOLE_READ_LIMIT)
-    if data is None or not data.startswith(b"\xff\xd8\xff"):
+    if data is None or not data.startswith(_JPEG_SIGNATURE):
         return None
     frame = _jpeg_frame(data[:_HEAD_BYTES])
     if frame is None or frame[0] != 8 or frame[3] != 1 or frame[4] not in _TURBO_SOF:
@@ -519,8 +534,7 @@ def _decode_grey_jpeg(path: Any, settings: DecodeSettings) -> Optional[np.ndarra
         from PIL import Image
 
         return _array_from_pil(Image.fromarray(grey), settings)
-    a = grey.astype(np.float32) / 255.0  # as pil_to_array does for mode "L"
-    return np.repeat(a[None], 3, axis=0) if settings.channels == 3 else a[None]
+    return _to_chw(_unit8(grey), settings.channels)
 
 
 def decode_image(path: Any, settings: DecodeSettings) -> np.ndarray:
@@ -589,6 +603,4 @@ def _array_from_pil(im, settings: DecodeSettings) -> np.ndarray:
         a = pil_to_array(im)
         if size is not None:
             a = resize_array(a[None], size, settings.aspect)[0]
-    if a.ndim == 2:
-        return np.repeat(a[None], c, axis=0) if c == 3 else a[None]
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
+    return _to_chw(a, c)
