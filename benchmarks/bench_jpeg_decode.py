@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_real_data import ensure_folder  # noqa: E402  (the same images as the real-data benchmark)
+from bench_real_data import data_root, ensure_folder  # noqa: E402  (the same images as the real-data benchmark)
 
 
 def main(argv=None) -> int:
@@ -60,9 +60,7 @@ def main(argv=None) -> int:
         raise SystemExit("simplejpeg is not installed: there is nothing to compare (pip install simplejpeg)")
     routes = {"PIL": lambda: None, "simplejpeg": turbo}
 
-    default = Path.home() / ".cache" / "medsynth_explore" / "bench_real_data"
-    root = a.data or Path(os.environ.get("MEDSYNTH_BENCH_DATA") or default)
-    root.mkdir(parents=True, exist_ok=True)
+    root = data_root(a.data)
     folder, took = ensure_folder(root, "real", a.n, a.size, 1, processes=max(1, os.cpu_count() or 1))
     print(f"{folder}: " + (f"written in {took:.0f} s" if took else "reused"), flush=True)
     data = load_dataset(str(folder), lazy=True)

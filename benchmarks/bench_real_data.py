@@ -75,6 +75,14 @@ def _write_chunk(args):
     return rows
 
 
+def data_root(given: Path | None) -> Path:
+    """Where the images are written once: ``given``, else ``$MEDSYNTH_BENCH_DATA``, else a folder in ~/.cache."""
+    default = Path.home() / ".cache" / "medsynth_explore" / "bench_real_data"
+    root = given or Path(os.environ.get("MEDSYNTH_BENCH_DATA") or default)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def ensure_folder(root: Path, name: str, n: int, size: int, seed: int, processes: int) -> tuple[Path, float | None]:
     """A folder of ``n`` distinct images (written once; reused when its marker says it is complete)."""
     import pandas as pd
@@ -398,9 +406,7 @@ def main(argv=None) -> int:
         a.mode = a.child
         print(json.dumps(child(a)))
         return 0
-    default = Path.home() / ".cache" / "medsynth_explore" / "bench_real_data"
-    root = a.data or Path(os.environ.get("MEDSYNTH_BENCH_DATA") or default)
-    root.mkdir(parents=True, exist_ok=True)
+    root = data_root(a.data)
     print(
         f"torch threads {a.threads}, decoding workers {a.workers}, batch {a.batch_size or 'the encoder default'}, "
         f"{os.cpu_count()} CPUs, "
